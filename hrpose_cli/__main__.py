@@ -1,0 +1,3 @@
+from hrpose_cli.cli.app import main
+
+main()
