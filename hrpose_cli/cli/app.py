@@ -1,60 +1,48 @@
 """The typer app: registers the commands and is the one place that turns HrposeError into a one-line message.
 
-Every command gets ``--verbose/-v`` from ``_Command``: without it a user error prints one line and exits 1;
-with it the traceback is shown too.
+Every command gets ``--verbose/-v`` from ``_reporting_errors``: without it a user error prints one line and
+exits 1; with it the traceback is shown too.
 """
 
-from __future__ import annotations
+import functools
+import inspect
+from typing import Annotated, Callable
 
-import click
 import typer
 from rich.console import Console
-from typer.core import TyperCommand, TyperGroup
 
 from hrpose_cli import __version__
 from hrpose_cli.errors import HrposeError
 
 err_console = Console(stderr=True, highlight=False)
 
-_VERBOSE_OPTION = click.Option(
-    ["--verbose", "-v"], is_flag=True, default=False, help="Show the full traceback on errors."
-)
+_Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show the full traceback on errors.")]
 
 
-def _fail(ctx: click.Context, err: HrposeError, verbose: bool) -> None:
-    if verbose:
-        raise err
-    err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
-    ctx.exit(1)
+def _reporting_errors(command: Callable) -> Callable:
+    """Wrap a command so HrposeError becomes 'error: ...' on stderr and exit 1, and add -v/--verbose."""
 
-
-class _Command(TyperCommand):
-    """A command that accepts -v/--verbose and reports HrposeError as one line."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.params.append(_VERBOSE_OPTION)
-
-    def invoke(self, ctx: click.Context):
-        verbose = bool(ctx.params.pop("verbose", False)) or bool((ctx.obj or {}).get("verbose"))
+    @functools.wraps(command)
+    def wrapper(*args, verbose: bool = False, **kwargs):
         try:
-            return super().invoke(ctx)
+            return command(*args, **kwargs)
         except HrposeError as err:
-            _fail(ctx, err, verbose)
+            if verbose:
+                raise
+            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True, markup=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
-            ctx.exit(130)
+            raise typer.Exit(130) from None
 
-
-class _Group(TyperGroup):
-    """Keeps the commands in the order they were registered in --help."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+    signature = inspect.signature(command)
+    verbose = inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=_Verbose)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), verbose])
+    wrapper.__annotations__ = {**command.__annotations__, "verbose": _Verbose}
+    return wrapper
 
 
 app = typer.Typer(
-    cls=_Group,
     help="HRNet human pose estimation on COCO-format data: train, evaluate, predict, visualise.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -63,7 +51,7 @@ app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
+def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"hrpose {__version__}")
         raise typer.Exit()
@@ -71,22 +59,22 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    ctx: typer.Context,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks on errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
-    ctx.obj = {"verbose": verbose}
+    """HRNet human pose estimation on COCO-format data."""
 
 
 def _register() -> None:
     from hrpose_cli.cli import eval as eval_cmd
     from hrpose_cli.cli import heatmaps, oks, predict, train
 
-    app.command("train", cls=_Command)(train.train)
-    app.command("eval", cls=_Command)(eval_cmd.evaluate)
-    app.command("predict", cls=_Command)(predict.predict)
-    app.command("visualize-heatmaps", cls=_Command)(heatmaps.visualize_heatmaps)
-    app.command("oks", cls=_Command)(oks.oks)
+    app.command("train")(_reporting_errors(train.train))
+    app.command("eval")(_reporting_errors(eval_cmd.evaluate))
+    app.command("predict")(_reporting_errors(predict.predict))
+    app.command("visualize-heatmaps")(_reporting_errors(heatmaps.visualize_heatmaps))
+    app.command("oks")(_reporting_errors(oks.oks))
 
 
 _register()

@@ -1,0 +1,35 @@
+"""Shared test fixtures: the real data beside the project (skipped when absent) and the shipped fixture."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "data"
+SHARED_DATA = Path(os.environ.get("HRPOSE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (or $HRPOSE_SHARED_DATA); tests that need it skip with a reason when it is absent."""
+    if not (SHARED_DATA / "coco-real" / "annotations").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set HRPOSE_SHARED_DATA to run this test)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fixture_data() -> Path:
+    """tests/data: a few COCO images that may ship, with their annotations and attribution."""
+    return FIXTURE
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
