@@ -1,0 +1,232 @@
+"""Person boxes in decoded images -> keypoints in image pixels: crops, network, flip test and decoding on the device.
+
+The CPU decodes images (data.images workers); everything after the upload runs batched on the device:
+the affine crops of all persons of a batch in one pass, one forward over the plain and mirrored crops
+together, flip-back, decoding and the inverse affine. Only the final keypoints (and heatmaps, when asked)
+come back to the host, one batch behind, so the host never waits on the device while work is queued.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hrpose_cli.core import codec, geometry
+from hrpose_cli.core.schema import flip_permutation
+from hrpose_cli.data.images import ImageBatch, PackedImages
+from hrpose_cli.engine.runtime import Runtime
+from hrpose_cli.errors import HrposeError
+from hrpose_cli.model.hrnet import HRNetConfig
+
+
+@dataclass(frozen=True)
+class PersonBox:
+    """One person to estimate: its index in the caller's list, its box (x, y, w, h) and the box's score."""
+
+    index: int
+    bbox: tuple[float, float, float, float]
+    score: float = 1.0
+
+
+@dataclass
+class CropBatch:
+    """Crops of one batch on the device, with the geometry needed to map heatmap peaks back to the image."""
+
+    inputs: torch.Tensor  # (N, 3, H, W) normalised
+    crop_to_image: torch.Tensor  # (N, 2, 3)
+    centers: np.ndarray
+    scales: np.ndarray
+
+
+@dataclass
+class Timing:
+    """Where the wall time went: waiting for decoded images vs. everything else."""
+
+    persons: int = 0
+    images: int = 0
+    data_wait_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def persons_per_s(self) -> float:
+        return self.persons / self.total_s if self.total_s else 0.0
+
+    @property
+    def data_wait_fraction(self) -> float:
+        return self.data_wait_s / self.total_s if self.total_s else 0.0
+
+
+@dataclass
+class Estimates:
+    """Outputs for a list of person boxes, in their order (rows of failed images stay NaN)."""
+
+    keypoints: np.ndarray  # (N, J, 3): x, y in image pixels, score
+    centers: np.ndarray  # (N, 2)
+    scales: np.ndarray  # (N, 2), in units of 200 pixels, padded as the crop was
+    heatmaps: np.ndarray | None  # (N, J, h, w) float32 when kept
+    failures: list[str] = field(default_factory=list)
+    timing: Timing = field(default_factory=Timing)
+
+    @property
+    def padded_areas(self) -> np.ndarray:
+        """Box areas after the aspect fix and padding: the area the official OKS-NMS uses."""
+        return np.prod(self.scales * geometry.PIXEL_STD, axis=1)
+
+
+class Predictor:
+    """A model on a device with its test-time rules: crop, (flip) forward, decode, map back."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: HRNetConfig,
+        runtime: Runtime,
+        flip: bool = True,
+        decode: str = "argmax",
+        sigma: float | None = None,
+    ):
+        self.config = config
+        self.runtime = runtime
+        self.model = runtime.prepare(model.eval())
+        self.flip = flip
+        self.decode_method = decode
+        self.input_hw = config.input_size
+        self.heatmap_hw = config.heatmap_size
+        self.stride = self.input_hw[1] / self.heatmap_hw[1]
+        self.sigma = sigma if sigma is not None else 2.0 * self.input_hw[0] / 256
+        self.flip_perm = torch.from_numpy(flip_permutation(config.num_joints)).to(runtime.device)
+
+    @property
+    def aspect_ratio(self) -> float:
+        return self.input_hw[1] / self.input_hw[0]
+
+    def crops(self, images: PackedImages, image_index: np.ndarray, boxes: np.ndarray) -> CropBatch:
+        """Normalised input crops for person boxes (N, 4) in packed images already on the device."""
+        centers, scales = geometry.box_to_center_scale(boxes, self.aspect_ratio)
+        out_wh = (self.input_hw[1], self.input_hw[0])
+        crop_to_image = torch.from_numpy(geometry.crop_matrices(centers, scales, out_wh, inverse=True)).float()
+        crop_to_image = crop_to_image.to(self.runtime.device, non_blocking=True)
+        index = torch.from_numpy(np.asarray(image_index, dtype=np.int64)).to(self.runtime.device, non_blocking=True)
+        raw = geometry.warp_crops(images.pixels, images.offsets, images.shapes, index, crop_to_image, out_wh)
+        return CropBatch(geometry.normalize(raw), crop_to_image, centers, scales)
+
+    @torch.inference_mode()
+    def heatmaps(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Network heatmaps (N, J, h, w) float32; with flip test, averaged with the flipped-back mirror's."""
+        batch = torch.cat([inputs, inputs.flip(-1)]) if self.flip else inputs
+        with self.runtime.autocast():
+            out = self.model(self.runtime.input(batch)).float()
+        if not self.flip:
+            return out
+        plain, mirrored = out[: len(inputs)], out[len(inputs):]
+        return (plain + codec.flip_back(mirrored, self.flip_perm, shift=True)) * 0.5
+
+    @torch.inference_mode()
+    def decode(self, heatmaps: torch.Tensor, crop_to_image: torch.Tensor) -> torch.Tensor:
+        """Heatmaps -> keypoints (N, J, 3) in image pixels with peak scores, on the device."""
+        coords, scores = codec.decode(heatmaps, self.decode_method, self.sigma)
+        image_xy = geometry.apply_affine(coords * self.stride, crop_to_image)
+        return torch.cat([image_xy, scores.unsqueeze(-1)], dim=-1)
+
+    def run(self, images: PackedImages, image_index: np.ndarray, boxes: np.ndarray, keep_heatmaps: bool = False):
+        """One batch, left on the device: (keypoints (N, J, 3), heatmaps or None, crop batch)."""
+        crop = self.crops(images, image_index, boxes)
+        heatmaps = self.heatmaps(crop.inputs)
+        keypoints = self.decode(heatmaps, crop.crop_to_image)
+        return keypoints, (heatmaps if keep_heatmaps else None), crop
+
+
+BoxesOf = Callable[[object], Sequence[PersonBox]]
+
+
+def estimate(
+    predictor: Predictor,
+    batches: Iterable[ImageBatch],
+    boxes_of: BoxesOf,
+    count: int,
+    keep_heatmaps: bool = False,
+    skip_bad_images: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> Estimates:
+    """Run ``predictor`` over decoded image batches; ``boxes_of(item)`` names each image's persons.
+
+    ``count`` is the number of person indices. A batch's results are fetched after the next batch has been
+    queued on the device, so decoding, the upload and the network overlap. ``on_batch(images, persons)`` is
+    called as each batch completes (for progress bars).
+    """
+    j = predictor.config.num_joints
+    h, w = predictor.heatmap_hw
+    keypoints = np.full((count, j, 3), np.nan, dtype=np.float64)
+    centers = np.zeros((count, 2))
+    scales = np.zeros((count, 2))
+    heatmaps = np.zeros((count, j, h, w), dtype=np.float32) if keep_heatmaps else None
+    timing = Timing()
+    failures: list[str] = []
+    pending = None
+
+    def collect(done) -> None:
+        indices, kps, hms, crop, n_images = done
+        keypoints[indices] = kps.cpu().numpy()
+        centers[indices] = crop.centers
+        scales[indices] = crop.scales
+        if heatmaps is not None:
+            heatmaps[indices] = hms.cpu().numpy()
+        timing.persons += len(indices)
+        timing.images += n_images
+        if on_batch:
+            on_batch(n_images, len(indices))
+
+    start = time.perf_counter()
+    iterator: Iterator[ImageBatch] = iter(batches)
+    while True:
+        wait_start = time.perf_counter()
+        batch = next(iterator, None)
+        timing.data_wait_s += time.perf_counter() - wait_start
+        if batch is None:
+            break
+        for item, problem in batch.failures:
+            if not skip_bad_images:
+                raise HrposeError(problem)
+            failures.append(problem)
+        indices, image_index, boxes = [], [], []
+        for i, item in enumerate(batch.items):
+            for person in boxes_of(item):
+                indices.append(person.index)
+                image_index.append(i)
+                boxes.append(person.bbox)
+        if not indices:
+            continue
+        images = batch.images.to(predictor.runtime.device)
+        kps, hms, crop = predictor.run(images, np.array(image_index), np.array(boxes, dtype=np.float64), keep_heatmaps)
+        if pending is not None:
+            collect(pending)
+        pending = (np.array(indices), kps, hms, crop, len(batch.items))
+    if pending is not None:
+        collect(pending)
+    predictor.runtime.synchronize()
+    timing.total_s = time.perf_counter() - start
+    return Estimates(keypoints, centers, scales, heatmaps, failures, timing)
+
+
+def group_by_image(paths: Sequence, persons: Sequence[PersonBox], batch_size: int) -> list[list[tuple[object, list[PersonBox]]]]:
+    """Batches of (image path, its persons) holding at most ``batch_size`` persons (or one image), in order."""
+    by_image: dict = {}
+    for path, person in zip(paths, persons):
+        by_image.setdefault(path, []).append(person)
+    batches: list[list[tuple[object, list[PersonBox]]]] = []
+    current: list[tuple[object, list[PersonBox]]] = []
+    filled = 0
+    for path, people in by_image.items():
+        if current and filled + len(people) > batch_size:
+            batches.append(current)
+            current, filled = [], 0
+        current.append((path, people))
+        filled += len(people)
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,75 @@
+"""Device choice and the fast-path settings (bf16 autocast, channels_last, torch.compile) in one place."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hrpose_cli.errors import HrposeError
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a torch.device, with a one-line error for what is not there."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise HrposeError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
+        device = torch.device(spec)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise HrposeError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return device
+    raise HrposeError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
+
+
+@dataclass
+class Runtime:
+    """Where and how the network runs: bf16 autocast and channels_last on CUDA, plain fp32 on the CPU."""
+
+    device: torch.device
+    amp: bool
+    channels_last: bool
+    compile: bool = False
+
+    @staticmethod
+    def create(device: str = "auto", compile: bool = False, amp: bool | None = None) -> "Runtime":
+        dev = resolve_device(device)
+        on_cuda = dev.type == "cuda"
+        if on_cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        return Runtime(dev, amp=on_cuda if amp is None else amp, channels_last=on_cuda, compile=compile)
+
+    def autocast(self):
+        if self.amp:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move the model to the device in the right memory format, and compile it when asked."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.compile:
+            model = torch.compile(model)
+        return model
+
+    def input(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def peak_memory_gib(self) -> float:
+        if self.device.type != "cuda":
+            return 0.0
+        return torch.cuda.max_memory_allocated(self.device) / 2**30
+
