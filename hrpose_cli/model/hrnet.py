@@ -1,0 +1,309 @@
+"""HRNet for top-down pose (Sun et al., CVPR 2019), laid out exactly as the official pose_hrnet.
+
+Module and attribute names, nesting and the places where the official code keeps ``None`` entries are copied
+from deep-high-resolution-net.pytorch (lib/models/pose_hrnet.py) so that the official checkpoints load with
+strict=True; only the configuration is ours (a frozen dataclass instead of a yacs tree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from hrpose_cli.errors import HrposeError
+
+BN_MOMENTUM = 0.1
+STEM_CHANNELS = 64  # fixed in the official network whatever the width
+
+
+@dataclass(frozen=True)
+class HRNetConfig:
+    """Everything needed to rebuild the network; stored in hrpose checkpoints as ``to_dict()``."""
+
+    width: int = 32  # branch i has width * 2**i channels
+    stage_modules: tuple[int, int, int] = (1, 4, 3)  # HighResolutionModules in stages 2, 3, 4
+    num_blocks: int = 4  # BasicBlocks per branch in every module
+    num_joints: int = 17
+    input_size: tuple[int, int] = field(default=(256, 192))  # (height, width) of the crop
+
+    def __post_init__(self) -> None:
+        # Normalise lists (from JSON / checkpoints) to tuples so configs compare and hash equal.
+        object.__setattr__(self, "stage_modules", tuple(int(v) for v in self.stage_modules))
+        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+        if self.width < 1 or self.num_blocks < 1 or self.num_joints < 1 or len(self.stage_modules) != 3:
+            raise HrposeError(f"invalid HRNet configuration: {self}")
+        if min(self.stage_modules) < 1:
+            raise HrposeError(f"invalid HRNet configuration: every stage needs a module: {self}")
+        if len(self.input_size) != 2:
+            raise HrposeError(f"input size must be (height, width), got {self.input_size}")
+        h, w = self.input_size
+        if h % 32 or w % 32 or h <= 0 or w <= 0:
+            # Four stride-2 levels with nearest x2/x4/x8 upsampling need sizes divisible by 32 (as the official).
+            raise HrposeError(f"input size {h}x{w}: height and width must be positive multiples of 32")
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        """(height, width) of the output heatmaps: the network has stride 4."""
+        return (self.input_size[0] // 4, self.input_size[1] // 4)
+
+    @property
+    def arch(self) -> str:
+        """The named variant this config is (input size and joints aside), else a descriptive name."""
+        for name, kwargs in ARCHS.items():
+            if all(getattr(self, k) == v for k, v in kwargs.items()):
+                return name
+        return f"w{self.width} (stage modules {self.stage_modules}, {self.num_blocks} blocks)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ints and lists only, so it survives JSON and torch.load(weights_only=True)."""
+        d = asdict(self)
+        d["stage_modules"] = list(self.stage_modules)
+        d["input_size"] = list(self.input_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HRNetConfig:
+        known = {"width", "stage_modules", "num_blocks", "num_joints", "input_size"}
+        unknown = set(d) - known
+        if unknown:
+            raise HrposeError(f"unknown HRNet config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    @classmethod
+    def from_arch(cls, name: str, input_size: tuple[int, int] = (256, 192), num_joints: int = 17) -> HRNetConfig:
+        """``w32``, ``w48`` (official) or one of the smaller variants in ARCHS."""
+        key = name.strip().lower()
+        if key not in ARCHS:
+            raise HrposeError(f"unknown architecture {name!r}; known: {', '.join(ARCHS)}")
+        return cls(**ARCHS[key], num_joints=num_joints, input_size=tuple(input_size))
+
+
+# Named variants. w32/w48 are the paper's; the others trade accuracy for speed (the "-small" ones use
+# HRNet-W18-small-v2's depth: stages of 1/2/1 modules with 2 blocks per branch).
+ARCHS: dict[str, dict[str, Any]] = {
+    "w32": dict(width=32, stage_modules=(1, 4, 3), num_blocks=4),
+    "w48": dict(width=48, stage_modules=(1, 4, 3), num_blocks=4),
+    "w18": dict(width=18, stage_modules=(1, 4, 3), num_blocks=4),
+    "w18-small": dict(width=18, stage_modules=(1, 2, 1), num_blocks=2),
+    "w16": dict(width=16, stage_modules=(1, 4, 3), num_blocks=4),
+    "w16-small": dict(width=16, stage_modules=(1, 2, 1), num_blocks=2),
+}
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with a residual; the blocks of every HRNet branch."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + residual)
+
+
+class Bottleneck(nn.Module):
+    """1x1-3x3-1x1 residual block (x4 expansion); only in layer1, as in the official network."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes, momentum=BN_MOMENTUM)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion, momentum=BN_MOMENTUM)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + residual)
+
+
+class HighResolutionModule(nn.Module):
+    """Parallel branches followed by all-to-all fusion (the exchange unit of the paper).
+
+    Fusion into branch i: from a lower-resolution j > i, 1x1 conv + BN + nearest x2**(j-i) upsample; from a
+    higher-resolution j < i, i-j 3x3 stride-2 conv+BN with ReLU between them but not after the last; identity
+    for j == i (a ``None`` entry, as the official keeps); the sum passes a ReLU. With
+    ``multi_scale_output=False`` only the highest-resolution output is fused and returned.
+    """
+
+    def __init__(self, num_channels: list[int], num_blocks: int, multi_scale_output: bool = True) -> None:
+        super().__init__()
+        self.num_branches = len(num_channels)
+        self.num_inchannels = list(num_channels)
+        self.multi_scale_output = multi_scale_output
+        self.branches = nn.ModuleList(
+            nn.Sequential(*(BasicBlock(c, c) for _ in range(num_blocks))) for c in num_channels
+        )
+        self.fuse_layers = self._make_fuse_layers()
+        self.relu = nn.ReLU(inplace=False)
+
+    def _make_fuse_layers(self) -> nn.ModuleList | None:
+        if self.num_branches == 1:
+            return None
+        ch = self.num_inchannels
+        fuse_layers = []
+        for i in range(self.num_branches if self.multi_scale_output else 1):
+            fuse_layer: list[nn.Module | None] = []
+            for j in range(self.num_branches):
+                if j > i:
+                    fuse_layer.append(
+                        nn.Sequential(
+                            nn.Conv2d(ch[j], ch[i], 1, 1, 0, bias=False),
+                            nn.BatchNorm2d(ch[i], momentum=BN_MOMENTUM),
+                            nn.Upsample(scale_factor=2 ** (j - i), mode="nearest"),
+                        )
+                    )
+                elif j == i:
+                    fuse_layer.append(None)
+                else:
+                    steps: list[nn.Module] = []
+                    for k in range(i - j):
+                        last = k == i - j - 1
+                        out = ch[i] if last else ch[j]
+                        layers: list[nn.Module] = [conv3x3(ch[j], out, 2), nn.BatchNorm2d(out, momentum=BN_MOMENTUM)]
+                        if not last:
+                            layers.append(nn.ReLU(inplace=True))
+                        steps.append(nn.Sequential(*layers))
+                    fuse_layer.append(nn.Sequential(*steps))
+            fuse_layers.append(nn.ModuleList(fuse_layer))
+        return nn.ModuleList(fuse_layers)
+
+    def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
+        xs = [branch(xi) for branch, xi in zip(self.branches, x)]
+        if self.fuse_layers is None:
+            return xs
+        out = []
+        for i, fuse_layer in enumerate(self.fuse_layers):
+            y = xs[0] if i == 0 else fuse_layer[0](xs[0])
+            for j in range(1, self.num_branches):
+                y = y + (xs[j] if j == i else fuse_layer[j](xs[j]))
+            out.append(self.relu(y))
+        return out
+
+
+class PoseHRNet(nn.Module):
+    """HRNet pose network: (B, 3, H, W) image crops -> (B, joints, H/4, W/4) heatmaps (no sigmoid)."""
+
+    def __init__(self, config: HRNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or HRNetConfig()
+        c = STEM_CHANNELS
+        # Stem: two stride-2 3x3 convs bring the input to 1/4 resolution, where the whole network works.
+        self.conv1 = nn.Conv2d(3, c, kernel_size=3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c, momentum=BN_MOMENTUM)
+        self.conv2 = nn.Conv2d(c, c, kernel_size=3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c, momentum=BN_MOMENTUM)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer1(c, c, 4)
+
+        widths = [config.width * 2**i for i in range(4)]
+        pre = [c * Bottleneck.expansion]
+        self.transition1 = self._make_transition_layer(pre, widths[:2])
+        self.stage2 = self._make_stage(widths[:2], config.stage_modules[0], config.num_blocks)
+        self.transition2 = self._make_transition_layer(widths[:2], widths[:3])
+        self.stage3 = self._make_stage(widths[:3], config.stage_modules[1], config.num_blocks)
+        self.transition3 = self._make_transition_layer(widths[:3], widths[:4])
+        self.stage4 = self._make_stage(widths, config.stage_modules[2], config.num_blocks, multi_scale_output=False)
+        self.final_layer = nn.Conv2d(widths[0], config.num_joints, kernel_size=1, stride=1, padding=0)
+        self.init_weights()
+
+    @staticmethod
+    def _make_layer1(inplanes: int, planes: int, blocks: int) -> nn.Sequential:
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, planes * Bottleneck.expansion, kernel_size=1, stride=1, bias=False),
+            nn.BatchNorm2d(planes * Bottleneck.expansion, momentum=BN_MOMENTUM),
+        )
+        layers = [Bottleneck(inplanes, planes, 1, downsample)]
+        layers += [Bottleneck(planes * Bottleneck.expansion, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    @staticmethod
+    def _make_transition_layer(pre: list[int], cur: list[int]) -> nn.ModuleList:
+        """Adapts existing branches (None where the width already matches) and spawns the new, halved one."""
+        layers: list[nn.Module | None] = []
+        for i, out_ch in enumerate(cur):
+            if i < len(pre):
+                if out_ch != pre[i]:
+                    layers.append(
+                        nn.Sequential(
+                            conv3x3(pre[i], out_ch), nn.BatchNorm2d(out_ch, momentum=BN_MOMENTUM), nn.ReLU(inplace=True)
+                        )
+                    )
+                else:
+                    layers.append(None)
+            else:
+                steps = []
+                for j in range(i + 1 - len(pre)):
+                    inc = pre[-1]
+                    outc = out_ch if j == i - len(pre) else inc
+                    steps.append(
+                        nn.Sequential(conv3x3(inc, outc, 2), nn.BatchNorm2d(outc, momentum=BN_MOMENTUM), nn.ReLU(inplace=True))
+                    )
+                layers.append(nn.Sequential(*steps))
+        return nn.ModuleList(layers)
+
+    @staticmethod
+    def _make_stage(
+        channels: list[int], num_modules: int, num_blocks: int, multi_scale_output: bool = True
+    ) -> nn.Sequential:
+        modules = [
+            HighResolutionModule(channels, num_blocks, multi_scale_output or i < num_modules - 1)
+            for i in range(num_modules)
+        ]
+        return nn.Sequential(*modules)
+
+    @staticmethod
+    def _transition(transition: nn.ModuleList, ys: list[torch.Tensor]) -> list[torch.Tensor]:
+        # Official rule: a non-None transition reads the lowest-resolution output (only the new branch has one).
+        return [ys[i] if t is None else t(ys[-1]) for i, t in enumerate(transition)]
+
+    def init_weights(self) -> None:
+        """The official from-scratch init: conv weights N(0, 0.001), conv biases 0, BN weight 1 and bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.001)
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        x = self.layer1(x)
+        ys = [x if t is None else t(x) for t in self.transition1]
+        ys = self.stage2(ys)
+        ys = self.stage3(self._transition(self.transition2, ys))
+        ys = self.stage4(self._transition(self.transition3, ys))
+        return self.final_layer(ys[0])
+
+
+def count_parameters(model: nn.Module) -> int:
+    """All parameters (trainable or not), as the official "total parameters" counts them."""
+    return sum(p.numel() for p in model.parameters())
