@@ -1,0 +1,125 @@
+"""Object keypoint similarity: the OKS matrix exactly as pycocotools, the official OKS-NMS and rescoring.
+
+Pure numpy, vectorised over persons and joints. Keypoints are (N, J, 3) arrays of x, y and v (GT: COCO
+visibility) or score (predictions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hrpose_cli.core.schema import OKS_SIGMAS
+
+
+def _variances(sigmas: np.ndarray | None) -> np.ndarray:
+    return (np.asarray(OKS_SIGMAS if sigmas is None else sigmas, dtype=np.float64) * 2) ** 2
+
+
+def _errors(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, pred_keypoints: np.ndarray,
+            sigmas: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """pycocotools' e = d^2 / vars / (area + eps) / 2 for every (prediction, GT, joint), and which joints count.
+
+    Returns e of shape (P, G, J) and the (G, J) mask of joints that enter the mean: the labelled ones, or all of
+    them for a GT without labelled joints (whose d is then the distance to its box enlarged by the box size).
+    """
+    gt = np.asarray(gt_keypoints, dtype=np.float64)
+    pred = np.asarray(pred_keypoints, dtype=np.float64)
+    areas = np.asarray(gt_areas, dtype=np.float64)
+    boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    labelled = gt[..., 2] > 0
+    unlabelled_gt = ~labelled.any(axis=1)
+
+    xd, yd = pred[:, None, :, 0], pred[:, None, :, 1]
+    dx = xd - gt[None, :, :, 0]
+    dy = yd - gt[None, :, :, 1]
+    x, y, w, h = (boxes[None, :, None, i] for i in range(4))
+    x0, x1, y0, y1 = x - w, x + w * 2, y - h, y + h * 2
+    box_dx = np.maximum(0, x0 - xd) + np.maximum(0, xd - x1)
+    box_dy = np.maximum(0, y0 - yd) + np.maximum(0, yd - y1)
+    dx = np.where(unlabelled_gt[None, :, None], box_dx, dx)
+    dy = np.where(unlabelled_gt[None, :, None], box_dy, dy)
+
+    e = (dx**2 + dy**2) / _variances(sigmas) / (areas[None, :, None] + np.spacing(1)) / 2
+    counted = labelled | unlabelled_gt[:, None]
+    return e, counted
+
+
+def oks_matrix(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, pred_keypoints: np.ndarray,
+               sigmas: np.ndarray | None = None) -> np.ndarray:
+    """OKS of every prediction with every GT, (P, G), as COCOeval.computeOks computes each pair.
+
+    Unlike computeOks this neither sorts the predictions by score nor keeps only the top maxDets: row i is
+    prediction i.
+    """
+    gt = np.asarray(gt_keypoints, dtype=np.float64)
+    pred = np.asarray(pred_keypoints, dtype=np.float64)
+    if len(gt) == 0 or len(pred) == 0:
+        return np.zeros((len(pred), len(gt)))
+    e, counted = _errors(gt, gt_areas, gt_boxes, pred, sigmas)
+    similarity = np.where(counted[None], np.exp(-e), 0.0)
+    return similarity.sum(axis=-1) / counted.sum(axis=-1)[None, :]
+
+
+def mean_keypoint_similarity(gt_keypoints: np.ndarray, gt_areas: np.ndarray, pred_keypoints: np.ndarray,
+                             sigmas: np.ndarray | None = None) -> np.ndarray:
+    """Per joint, the mean exp(-e) over matched (GT i, prediction i) pairs where the GT labels that joint.
+
+    Shows which joints pull OKS down; NaN for a joint no pair labels.
+    """
+    gt = np.asarray(gt_keypoints, dtype=np.float64)
+    pred = np.asarray(pred_keypoints, dtype=np.float64)
+    joints = gt.shape[1] if gt.ndim == 3 else len(_variances(sigmas))
+    if len(gt) == 0:
+        return np.full(joints, np.nan)
+    d2 = (pred[..., 0] - gt[..., 0]) ** 2 + (pred[..., 1] - gt[..., 1]) ** 2
+    e = d2 / _variances(sigmas) / (np.asarray(gt_areas, dtype=np.float64)[:, None] + np.spacing(1)) / 2
+    labelled = gt[..., 2] > 0
+    count = labelled.sum(axis=0)
+    total = np.where(labelled, np.exp(-e), 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def _oks_iou(one: np.ndarray, others: np.ndarray, area: float, other_areas: np.ndarray,
+             variances: np.ndarray) -> np.ndarray:
+    """The official oks_iou (in_vis_thre None): mean over all joints, area the mean of the two persons' areas."""
+    d2 = (others[..., 0] - one[:, 0]) ** 2 + (others[..., 1] - one[:, 1]) ** 2
+    e = d2 / variances / ((area + other_areas[:, None]) / 2 + np.spacing(1)) / 2
+    return np.exp(-e).sum(axis=1) / e.shape[1]
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float = 0.9,
+            sigmas: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the persons kept by the official greedy OKS-NMS, highest score first.
+
+    As lib/nms/nms.py: order = scores.argsort()[::-1] (same sort, so ties break the same way); keep the first,
+    drop every remaining person whose OKS with it exceeds threshold; repeat. areas are the persons' (padded box)
+    areas.
+    """
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    areas = np.asarray(areas, dtype=np.float64)
+    variances = _variances(sigmas)
+    order = np.asarray(scores).argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        first, rest = order[0], order[1:]
+        keep.append(first)
+        overlap = _oks_iou(kpts[first], kpts[rest], areas[first], areas[rest], variances)
+        order = rest[overlap <= threshold]
+    return np.array(keep, dtype=np.int64)
+
+
+def rescore(keypoints: np.ndarray, box_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """Person scores as the official evaluate(): box score x mean of the joint scores above threshold.
+
+    A person with no joint above threshold scores 0 (the official kpt_score stays 0 when valid_num is 0).
+    Joint scores are summed in joint order, as the official loop does, so the sums match it bit for bit.
+    """
+    joint_scores = np.asarray(keypoints, dtype=np.float64)[..., 2]
+    above = joint_scores > threshold
+    total = np.zeros(len(joint_scores))
+    for j in range(joint_scores.shape[1]):
+        total = total + np.where(above[:, j], joint_scores[:, j], 0.0)
+    count = above.sum(axis=1)
+    mean = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    return mean * np.asarray(box_scores, dtype=np.float64)

@@ -1,0 +1,352 @@
+"""COCO keypoint files -> validated person records, with pycocotools underneath.
+
+Every file a user hands us is checked here, once, so that the engine and pycocotools only ever see
+well-formed data, and a bad file ends in one line naming the file and the problem instead of a KeyError deep
+inside pycocotools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from hrpose_cli.core.schema import KEYPOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
+from hrpose_cli.errors import HrposeError
+
+PERSON_CATEGORY = 1
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "assets" / "sample"
+
+
+@dataclass
+class PersonRecord:
+    """One person to crop: a GT annotation (ann_id >= 0) or a detector box (ann_id == -1).
+
+    joints are (J, 3) x, y, v with COCO's v (0 unlabelled, 1 occluded, 2 visible); all zeros for detections.
+    area is the annotation's area for GT persons and the box area w*h for detections.
+    """
+
+    image_id: int
+    image_path: Path
+    bbox: np.ndarray
+    joints: np.ndarray
+    area: float
+    ann_id: int
+    score: float = 1.0
+
+
+def scored_person(ann: dict) -> bool:
+    """Whether COCOeval scores this annotation: a non-crowd person with at least one labelled joint."""
+    return ann["category_id"] == PERSON_CATEGORY and not ann["iscrowd"] and any(v > 0 for v in ann["keypoints"][2::3])
+
+
+# What may be left after the parser's error when the text was cut inside a number or a literal.
+_PARTIAL_TOKEN = re.compile(r"-?\d*(\.\d*)?([eE][+-]?\d*)?|t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?")
+
+
+def _cut_short(text: str, err: json.JSONDecodeError) -> bool:
+    """Whether the JSON error comes from the text ending early (a truncated file) rather than a mistake in it."""
+    return err.msg.startswith("Unterminated string") or _PARTIAL_TOKEN.fullmatch(text[err.pos:].rstrip()) is not None
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file, or raise HrposeError saying whether it is missing, unreadable, truncated or not JSON."""
+    path = Path(path)
+    if not path.exists():
+        raise HrposeError(f"{path}: file not found")
+    if path.is_dir():
+        raise HrposeError(f"{path}: is a directory, not a JSON file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except PermissionError as err:
+        raise HrposeError(f"{path}: cannot read the file (permission denied)") from err
+    except UnicodeDecodeError as err:
+        raise HrposeError(f"{path}: not a JSON file (not UTF-8 text)") from err
+    except OSError as err:
+        raise HrposeError(f"{path}: cannot read the file ({err.strerror or err})") from err
+    if not text.strip():
+        raise HrposeError(f"{path}: empty file, expected JSON")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        if _cut_short(text, err):
+            raise HrposeError(f"{path}: truncated JSON (it ends at line {err.lineno} before the data does)") from err
+        raise HrposeError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from err
+
+
+def _few(ids: list, limit: int = 5) -> str:
+    """'1, 2, 3 and 4 more': names the first few of a list in a message."""
+    shown = ", ".join(str(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _numeric_rows(path: Path, rows: list[list], what: str, entry: str) -> np.ndarray:
+    """Stack equal-length number lists; name the first entry holding something that is not a finite number."""
+    try:
+        array = np.array(rows, dtype=np.float64).reshape(len(rows), -1)
+        if np.isfinite(array).all():
+            return array
+    except (TypeError, ValueError, OverflowError):
+        pass
+    bad = next((i for i, row in enumerate(rows) if not all(_is_number(v) for v in row)), None)
+    raise HrposeError(f"{path}: {entry} {bad}: {what} must be finite numbers")
+
+
+def _missing(entry: Any, keys: tuple[str, ...]) -> list[str]:
+    """The keys a JSON entry lacks (all of them when it is not an object)."""
+    return [k for k in keys if not isinstance(entry, dict) or k not in entry]
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _silent_coco(dataset: dict) -> COCO:
+    """A pycocotools COCO over an already parsed dict, without its prints."""
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def sample_dataset() -> tuple[Path, Path]:
+    """The small sample shipped in assets/sample (annotations file, images folder) that bare commands use."""
+    ann, images = SAMPLE_DIR / "person_keypoints.json", SAMPLE_DIR / "images"
+    if not ann.is_file() or not images.is_dir():
+        raise HrposeError(f"{SAMPLE_DIR}: the sample dataset is missing from this installation: pass --ann, --images")
+    return ann, images
+
+
+class CocoKeypoints:
+    """A validated COCO keypoint annotation file and the pycocotools index over it."""
+
+    def __init__(self, path: Path, coco: COCO, num_joints: int) -> None:
+        self.path = Path(path)
+        self.coco = coco
+        self.num_joints = num_joints
+        self.image_ids: list[int] = sorted(coco.imgs)
+        named = [c.get("keypoints") for c in coco.dataset["categories"] if c["id"] == PERSON_CATEGORY]
+        if named and isinstance(named[0], list) and all(isinstance(n, str) for n in named[0]):
+            self.keypoint_names: tuple[str, ...] = tuple(named[0])
+        elif num_joints == NUM_JOINTS:
+            self.keypoint_names = KEYPOINT_NAMES
+        else:
+            self.keypoint_names = tuple(f"joint {i}" for i in range(num_joints))
+
+    @classmethod
+    def load(cls, ann_path: Path, num_joints: int | None = None) -> CocoKeypoints:
+        """Read and check an annotation file; J comes from the person category's keypoint names (else 17)."""
+        path = Path(ann_path)
+        data = read_json(path)
+        if not (isinstance(data, dict) and all(isinstance(data.get(k), list) for k in ("images", "annotations"))):
+            raise HrposeError(f"{path}: not a COCO annotation file (no 'images' and 'annotations' lists)")
+        categories = data.setdefault("categories", [{"id": PERSON_CATEGORY, "name": "person"}])
+        if not isinstance(categories, list) or not all(isinstance(c, dict) and "id" in c for c in categories):
+            raise HrposeError(f"{path}: 'categories' must be a list of objects with an 'id'")
+        named = [
+            c["keypoints"] for c in categories if c["id"] == PERSON_CATEGORY and isinstance(c.get("keypoints"), list)
+        ]
+        if named and num_joints is not None and len(named[0]) != num_joints:
+            raise HrposeError(f"{path}: the person category names {len(named[0])} keypoints, expected {num_joints}")
+        joints = len(named[0]) if named else (num_joints or NUM_JOINTS)
+
+        image_ids = set()
+        for index, image in enumerate(data["images"]):
+            missing = _missing(image, ("id", "file_name", "width", "height"))
+            if missing:
+                raise HrposeError(f"{path}: image {index} lacks {', '.join(missing)}")
+            if not _is_id(image["id"]):
+                raise HrposeError(f"{path}: image {index}: id must be an integer")
+            if not (_is_number(image["width"]) and _is_number(image["height"])):
+                raise HrposeError(f"{path}: image {index}: width and height must be numbers")
+            image_ids.add(image["id"])
+        if len(image_ids) != len(data["images"]):
+            raise HrposeError(f"{path}: image ids are not unique")
+
+        anns = data["annotations"]
+        for index, ann in enumerate(anns):
+            missing = _missing(ann, ("id", "image_id", "category_id", "keypoints", "bbox", "area"))
+            if missing:
+                raise HrposeError(f"{path}: annotation {index} lacks {', '.join(missing)}")
+            if not all(_is_id(ann[k]) for k in ("id", "image_id", "category_id")):
+                raise HrposeError(f"{path}: annotation {index}: id, image_id and category_id must be integers")
+            if not isinstance(ann["keypoints"], list) or len(ann["keypoints"]) != 3 * joints:
+                length = len(ann["keypoints"]) if isinstance(ann["keypoints"], list) else "no list"
+                raise HrposeError(
+                    f"{path}: annotation {index} (id {ann['id']}) has {length} keypoint values, "
+                    f"expected {3 * joints} ({joints} joints x 3)"
+                )
+            if not isinstance(ann["bbox"], list) or len(ann["bbox"]) != 4:
+                raise HrposeError(f"{path}: annotation {index} (id {ann['id']}): bbox must be [x, y, w, h]")
+            if not _is_number(ann["area"]):
+                raise HrposeError(f"{path}: annotation {index} (id {ann['id']}): area must be a finite number")
+        if anns:
+            keypoints = _numeric_rows(path, [a["keypoints"] for a in anns], "keypoints", "annotation")
+            _numeric_rows(path, [a["bbox"] for a in anns], "bbox values", "annotation")
+            labelled = (keypoints[:, 2::3] > 0).sum(axis=1)
+            for ann, count in zip(anns, labelled):
+                ann.setdefault("iscrowd", 0)
+                ann.setdefault("num_keypoints", int(count))  # pycocotools' keypoint eval needs it
+        if len({a["id"] for a in anns}) != len(anns):
+            raise HrposeError(f"{path}: annotation ids are not unique")
+        unknown = sorted({a["image_id"] for a in anns} - image_ids)
+        if unknown:
+            raise HrposeError(f"{path}: annotations refer to image ids missing from 'images': {_few(unknown)}")
+        return cls(path, _silent_coco(data), joints)
+
+    def oks_sigmas(self, sigmas: np.ndarray | None = None) -> np.ndarray:
+        """The per-joint OKS sigmas for this file's keypoints: the given ones, or COCO's for a 17-joint set."""
+        if sigmas is None:
+            if self.num_joints != len(OKS_SIGMAS):
+                raise HrposeError(
+                    f"{self.path}: {self.num_joints} keypoints per person, but COCO's OKS sigmas are for "
+                    f"{len(OKS_SIGMAS)}: pass --sigmas with {self.num_joints} values"
+                )
+            return OKS_SIGMAS
+        sigmas = np.asarray(sigmas, dtype=np.float64)
+        if len(sigmas) != self.num_joints:
+            raise HrposeError(f"{self.path}: {self.num_joints} keypoints per person but {len(sigmas)} sigmas given")
+        return sigmas
+
+    def image_path(self, image_id: int, images_dir: Path) -> Path:
+        """Where an image's file lies under images_dir."""
+        if image_id not in self.coco.imgs:
+            raise HrposeError(f"{self.path}: no image with id {image_id}")
+        return Path(images_dir) / self.coco.imgs[image_id]["file_name"]
+
+    def _person_annotations(self, image_id: int) -> list[dict]:
+        """Non-crowd person annotations of one image with at least one labelled joint, in file order."""
+        return [
+            a
+            for a in self.coco.imgToAnns.get(image_id, [])
+            if a["category_id"] == PERSON_CATEGORY and not a["iscrowd"] and max(a["keypoints"]) > 0
+        ]
+
+    @property
+    def num_people(self) -> int:
+        """Non-crowd persons with at least one labelled joint: the people COCOeval scores."""
+        return sum(1 for a in self.coco.dataset["annotations"] if scored_person(a))
+
+    def persons(self, images_dir: Path) -> list[PersonRecord]:
+        """The official HRNet GT set: labelled non-crowd persons, their boxes cleaned as the official loader does.
+
+        x1 = max(0, x), y1 = max(0, y), x2 = min(W-1, x1 + max(0, w-1)), y2 = min(H-1, y1 + max(0, h-1));
+        kept when area > 0 and the cleaned box is not inverted; bbox = [x1, y1, x2-x1, y2-y1].
+        """
+        records = []
+        for image_id in self.image_ids:
+            image = self.coco.imgs[image_id]
+            width, height = image["width"], image["height"]
+            for ann in self._person_annotations(image_id):
+                x, y, w, h = ann["bbox"]
+                x1, y1 = max(0, x), max(0, y)
+                x2 = min(width - 1, x1 + max(0, w - 1))
+                y2 = min(height - 1, y1 + max(0, h - 1))
+                if not (ann["area"] > 0 and x2 >= x1 and y2 >= y1):
+                    continue
+                records.append(
+                    PersonRecord(
+                        image_id=image_id,
+                        image_path=Path(images_dir) / image["file_name"],
+                        bbox=np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64),
+                        joints=np.array(ann["keypoints"], dtype=np.float64).reshape(self.num_joints, 3),
+                        area=float(ann["area"]),
+                        ann_id=int(ann["id"]),
+                    )
+                )
+        return records
+
+    def detections(self, dets_path: Path, images_dir: Path, min_score: float = 0.0) -> list[PersonRecord]:
+        """Person boxes from a COCO detection results file (category 1, score >= min_score), boxes as given."""
+        path = Path(dets_path)
+        dets = read_json(path)
+        if not isinstance(dets, list):
+            raise HrposeError(f"{path}: not a COCO detection results file (a list of {{image_id, bbox, score}})")
+        if not dets:
+            raise HrposeError(f"{path}: no detections")
+        for index, det in enumerate(dets):
+            missing = _missing(det, ("image_id", "bbox", "score"))
+            if missing:
+                raise HrposeError(f"{path}: detection {index} lacks {', '.join(missing)}")
+            if not _is_id(det["image_id"]):
+                raise HrposeError(f"{path}: detection {index}: image_id must be an integer")
+            bbox = det["bbox"]
+            if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+                raise HrposeError(f"{path}: detection {index}: bbox must be four numbers [x, y, w, h]")
+            if not _is_number(det["score"]):
+                raise HrposeError(f"{path}: detection {index}: score must be a finite number")
+        unknown = sorted({d["image_id"] for d in dets} - set(self.coco.imgs))
+        if unknown:
+            raise HrposeError(f"{path}: image ids not in {self.path.name}: {_few(unknown)}")
+        records = []
+        for index, det in enumerate(dets):
+            if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
+                continue
+            x, y, w, h = det["bbox"]
+            if w <= 0 or h <= 0:
+                raise HrposeError(f"{path}: detection {index} has an empty box (w={w}, h={h})")
+            if det["score"] < min_score:
+                continue
+            records.append(
+                PersonRecord(
+                    image_id=det["image_id"],
+                    image_path=self.image_path(det["image_id"], images_dir),
+                    bbox=np.array([x, y, w, h], dtype=np.float64),
+                    joints=np.zeros((self.num_joints, 3)),
+                    area=float(w * h),
+                    ann_id=-1,
+                    score=float(det["score"]),
+                )
+            )
+        return records
+
+
+def load_results(path: Path, dataset: CocoKeypoints) -> list[dict]:
+    """Read and check a COCO keypoint results file against its annotations; category_id defaults to 1."""
+    path = Path(path)
+    results = read_json(path)
+    if not isinstance(results, list):
+        raise HrposeError(f"{path}: not a COCO keypoint results file (a list of {{image_id, keypoints, score}})")
+    if not results:
+        raise HrposeError(f"{path}: no results (the list is empty)")
+    expected = 3 * dataset.num_joints
+    for index, entry in enumerate(results):
+        missing = _missing(entry, ("image_id", "keypoints", "score"))
+        if missing:
+            raise HrposeError(f"{path}: entry {index} lacks {', '.join(missing)}")
+        if not _is_id(entry["image_id"]):
+            raise HrposeError(f"{path}: entry {index}: image_id must be an integer")
+        keypoints = entry["keypoints"]
+        if not isinstance(keypoints, list) or len(keypoints) != expected:
+            length = len(keypoints) if isinstance(keypoints, list) else "no list"
+            raise HrposeError(
+                f"{path}: entry {index} has {length} keypoint values, "
+                f"expected {expected} ({dataset.num_joints} joints x 3)"
+            )
+        if not _is_number(entry["score"]):
+            raise HrposeError(f"{path}: entry {index}: score must be a finite number")
+        if not _is_id(entry.setdefault("category_id", PERSON_CATEGORY)):
+            raise HrposeError(f"{path}: entry {index}: category_id must be an integer")
+    _numeric_rows(path, [r["keypoints"] for r in results], "keypoints", "entry")
+    unknown = sorted({r["image_id"] for r in results} - set(dataset.coco.imgs))
+    if unknown:
+        raise HrposeError(f"{path}: image ids not in {dataset.path.name}: {_few(unknown)}")
+    return results

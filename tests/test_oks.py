@@ -1,0 +1,162 @@
+"""OKS matrix against pycocotools' computeOks, OKS-NMS and rescoring against hand-checked examples."""
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from hrpose_cli.core.oks import mean_keypoint_similarity, oks_matrix, oks_nms, rescore
+from hrpose_cli.core.schema import OKS_SIGMAS
+
+
+def compute_oks(gts: list[dict], dts: list[dict], sigmas=None) -> np.ndarray:
+    """pycocotools' computeOks on one image, the detections given in descending score order."""
+    gt_set = {
+        "images": [{"id": 1, "width": 640, "height": 480, "file_name": "a.jpg"}],
+        "annotations": [dict(g, id=i + 1, image_id=1, category_id=1, iscrowd=0) for i, g in enumerate(gts)],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt_set
+        coco.createIndex()
+        dt = coco.loadRes([dict(d, image_id=1, category_id=1) for d in dts])
+        evaluation = COCOeval(coco, dt, iouType="keypoints")
+    evaluation.params.maxDets = [len(dts) + 1]
+    if sigmas is not None:
+        evaluation.params.kpt_oks_sigmas = sigmas
+    evaluation._prepare()
+    return np.asarray(evaluation.computeOks(1, 1))
+
+
+def random_people(rng, n, labelled=True):
+    k = np.zeros((n, 17, 3))
+    k[..., 0] = rng.uniform(50, 600, (n, 17))
+    k[..., 1] = rng.uniform(50, 400, (n, 17))
+    k[..., 2] = rng.integers(0, 3, (n, 17)) if labelled else 0
+    return k
+
+
+def test_oks_matrix_equals_compute_oks_including_unlabelled_gt():
+    rng = np.random.default_rng(1)
+    gt = np.concatenate([random_people(rng, 4), random_people(rng, 2, labelled=False)])
+    gt[-2:, :, :2] = 0  # an annotation without keypoints: its distance is to the enlarged box
+    boxes = np.stack([rng.uniform(0, 300, len(gt)), rng.uniform(0, 200, len(gt)),
+                      rng.uniform(20, 300, len(gt)), rng.uniform(20, 250, len(gt))], axis=1)
+    areas = rng.uniform(500, 40000, len(gt))
+    pred = np.concatenate([gt[:4] + rng.normal(0, 8, gt[:4].shape), random_people(rng, 5)])
+    pred[..., 2] = rng.uniform(0, 1, pred.shape[:2])
+    scores = -np.arange(len(pred), dtype=float)  # descending: computeOks keeps this order
+
+    gts = [
+        {"keypoints": g.reshape(-1).tolist(), "bbox": b.tolist(), "area": float(a),
+         "num_keypoints": int((g[:, 2] > 0).sum())}
+        for g, b, a in zip(gt, boxes, areas)
+    ]
+    dts = [{"keypoints": p.reshape(-1).tolist(), "score": float(s)} for p, s in zip(pred, scores)]
+    for sigmas in (None, OKS_SIGMAS * 1.7):
+        expected = compute_oks(gts, dts, sigmas)
+        got = oks_matrix(gt, areas, boxes, pred, sigmas)
+        assert got.shape == (len(pred), len(gt))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_oks_matrix_hand_checked():
+    gt = np.zeros((1, 17, 3))
+    gt[0, :, 2] = 2
+    pred = np.zeros((2, 17, 3))
+    pred[1, 0, 0] = 3.0  # nose 3 px off
+    got = oks_matrix(gt, np.array([100.0]), np.array([[0, 0, 10, 10]]), pred)
+    e = 9 / (2 * OKS_SIGMAS[0]) ** 2 / (100 + np.spacing(1)) / 2
+    assert got[0, 0] == pytest.approx(1.0)
+    assert got[1, 0] == pytest.approx((16 + np.exp(-e)) / 17, abs=1e-15)
+    assert oks_matrix(gt, [100.0], [[0, 0, 10, 10]], np.zeros((0, 17, 3))).shape == (0, 1)
+
+
+def test_mean_keypoint_similarity_counts_labelled_joints_only():
+    gt = np.zeros((2, 17, 3))
+    gt[0, :, 2] = 2
+    gt[1, 0, 2] = 1
+    pred = np.zeros((2, 17, 3))
+    pred[1, 0, 0] = 5.0
+    e = 25 / (2 * OKS_SIGMAS[0]) ** 2 / (50 + np.spacing(1)) / 2
+    got = mean_keypoint_similarity(gt, np.array([50.0, 50.0]), pred)
+    assert got[0] == pytest.approx((1 + np.exp(-e)) / 2)
+    assert np.all(got[1:] == 1.0)
+    assert np.isnan(mean_keypoint_similarity(gt[:, :, :] * [1, 1, 0], [1, 1], pred)).all()
+
+
+def official_oks_nms(kpts, scores, areas, thresh):
+    """lib/nms/nms.py oks_nms with in_vis_thre None, as a loop over the kept person."""
+    vars_ = (OKS_SIGMAS * 2) ** 2
+    kpts = kpts.reshape(len(kpts), -1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        g, rest = kpts[i], order[1:]
+        ious = np.zeros(len(rest))
+        for n, d in enumerate(rest):
+            dx = kpts[d, 0::3] - g[0::3]
+            dy = kpts[d, 1::3] - g[1::3]
+            e = (dx**2 + dy**2) / vars_ / ((areas[i] + areas[d]) / 2 + np.spacing(1)) / 2
+            ious[n] = np.sum(np.exp(-e)) / e.shape[0]
+        order = order[np.where(ious <= thresh)[0] + 1]
+    return keep
+
+
+def test_oks_nms_hand_checked():
+    base = np.zeros((17, 3))
+    base[:, 0] = np.arange(17) * 10.0
+    base[:, 1] = 100.0
+    near = base.copy()
+    near[:, 0] += 1.0  # OKS with base ~0.99: suppressed
+    far = base.copy()
+    far[:, 1] += 200.0  # OKS ~0: kept
+    kpts = np.stack([near, base, far])
+    scores = np.array([0.5, 0.9, 0.7])
+    areas = np.full(3, 10000.0)
+    assert oks_nms(kpts, scores, areas, 0.9).tolist() == [1, 2]
+    assert oks_nms(kpts, scores, areas, 0.999).tolist() == [1, 2, 0]
+    assert oks_nms(np.zeros((0, 17, 3)), np.zeros(0), np.zeros(0)).tolist() == []
+
+
+def test_oks_nms_matches_the_official_loop():
+    rng = np.random.default_rng(3)
+    centres = random_people(rng, 6)
+    kpts = np.concatenate([centres + rng.normal(0, s, centres.shape) for s in (0.5, 2, 6, 15)])
+    scores = rng.uniform(0, 1, len(kpts))
+    scores[5] = scores[9]  # a tie breaks as the official argsort does
+    areas = rng.uniform(2000, 30000, len(kpts))
+    for thresh in (0.5, 0.8, 0.9, 0.95):
+        assert oks_nms(kpts, scores, areas, thresh).tolist() == official_oks_nms(kpts, scores, areas, thresh)
+
+
+def test_rescore_hand_checked():
+    kpts = np.zeros((3, 17, 3))
+    kpts[0, :, 2] = 0.8
+    kpts[1, :4, 2] = [0.9, 0.5, 0.2, 0.1]  # only 0.9 and 0.5 are above 0.2
+    kpts[2, :, 2] = 0.2  # none above: score 0, as the official evaluate()
+    got = rescore(kpts, np.array([0.5, 1.0, 0.9]), 0.2)
+    assert got == pytest.approx([0.4, 0.7, 0.0])
+
+
+def test_rescore_matches_the_official_loop_bit_for_bit():
+    rng = np.random.default_rng(5)
+    kpts = rng.uniform(0, 1, (50, 17, 3))
+    box = rng.uniform(0, 1, 50)
+    expected = []
+    for person, box_score in zip(kpts, box):
+        kpt_score, valid_num = 0, 0
+        for t_s in person[:, 2]:
+            if t_s > 0.2:
+                kpt_score = kpt_score + t_s
+                valid_num = valid_num + 1
+        if valid_num != 0:
+            kpt_score = kpt_score / valid_num
+        expected.append(kpt_score * box_score)
+    assert rescore(kpts, box, 0.2).tolist() == expected
