@@ -1,8 +1,112 @@
-"""`hrpose eval`: not built yet."""
+"""`hrpose eval`: the ten COCO keypoint numbers for a results file, or for a model run on a dataset."""
 
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hrpose_cli.cli import options
+from hrpose_cli.cli.oks import Sigmas, parse_sigmas
+from hrpose_cli.data.coco import CocoKeypoints, load_results, sample_dataset
+from hrpose_cli.engine.evaluator import STAT_NAMES, coco_stats
 from hrpose_cli.errors import HrposeError
+from hrpose_cli.files import write_json
+
+STAT_LABELS = {
+    "AP": "AP @ OKS 0.50:0.95",
+    "AP50": "AP @ OKS 0.50",
+    "AP75": "AP @ OKS 0.75",
+    "APm": "AP medium",
+    "APl": "AP large",
+    "AR": "AR @ OKS 0.50:0.95",
+    "AR50": "AR @ OKS 0.50",
+    "AR75": "AR @ OKS 0.75",
+    "ARm": "AR medium",
+    "ARl": "AR large",
+}
 
 
-def evaluate() -> None:
-    """Not built yet: this command says so and exits 1."""
-    raise HrposeError("'hrpose eval' is not built yet")
+def render_stats(stats: dict[str, float], header_lines: list[str]) -> None:
+    """Print the header lines and the ten numbers as a table on stderr (shared by both modes of eval)."""
+    console = Console(stderr=True, highlight=False)
+    for line in header_lines:
+        console.print(line)
+    table = Table()
+    table.add_column("metric")
+    table.add_column("key", style="dim")
+    table.add_column("value", justify="right")
+    for name in STAT_NAMES:
+        table.add_row(STAT_LABELS[name], name, f"{stats[name]:.4f}")
+    console.print(table)
+
+
+def evaluate(
+    ann: Annotated[
+        Optional[Path], typer.Option("--ann", help="COCO keypoint annotation file (default: the shipped sample).")
+    ] = None,
+    results: Annotated[
+        Optional[Path], typer.Option("--results", help="Score this COCO keypoint results file (no model run).")
+    ] = None,
+    images: Annotated[
+        Optional[Path], typer.Option("--images", help="Folder of the annotation file's images (model mode).")
+    ] = None,
+    weights: options.Weights = None,
+    boxes: Annotated[
+        str, typer.Option("--boxes", help="Person boxes for model mode: 'gt' or a COCO detection results file.")
+    ] = "gt",
+    flip: options.Flip = True,
+    results_out: Annotated[
+        Optional[Path], typer.Option("--results-out", help="Write the model's COCO keypoint results to this file.")
+    ] = None,
+    device: options.Device = "auto",
+    batch: options.Batch = 64,
+    workers: options.Workers = None,
+    decode: options.Decode = "argmax",
+    compile: options.Compile = False,
+    input_size: options.InputSize = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Folder for model-mode outputs (default: runs/eval).")
+    ] = None,
+    json_out: options.JsonOut = None,
+    sigmas: Sigmas = None,
+) -> None:
+    """Score keypoints with pycocotools: an existing results file (--results), or the model run on a dataset."""
+    oks_sigmas = parse_sigmas(sigmas)
+    if ann is None:
+        ann, sample_images = sample_dataset()
+        images = images or sample_images
+
+    if results is not None:
+        dataset = CocoKeypoints.load(ann)
+        stats = coco_stats(dataset, load_results(results, dataset), oks_sigmas)
+        info = {
+            "ann": str(ann),
+            "results": str(results),
+            "images": len(dataset.image_ids),
+            "people": dataset.num_people,
+            "boxes": f"results file {results}",
+        }
+        header = [
+            f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",
+            f"boxes: {info['boxes']}",
+        ]
+    else:
+        options.check_decoder(decode)
+        try:
+            from hrpose_cli.engine.model_eval import run_model_eval
+        except ImportError as err:
+            if err.name != "hrpose_cli.engine.model_eval":
+                raise
+            raise HrposeError("evaluating with a model is not built yet: pass --results") from None
+        # run_model_eval returns the ten numbers, the header lines to print and the extra keys for --json.
+        stats, header, info = run_model_eval(
+            ann=ann, images=images, weights=weights, boxes=boxes, flip=flip, results_out=results_out,
+            device=device, batch=batch, workers=workers, decode=decode, compile=compile,
+            input_size=options.parse_input_size(input_size), out=out, sigmas=oks_sigmas,
+        )
+
+    render_stats(stats, header)
+    if json_out is not None:
+        write_json(json_out, {**info, **stats})
