@@ -123,6 +123,7 @@ def batch_loader(
 ) -> Iterable[ImageBatch]:
     """Decode batches of (path, item) pairs in worker processes, in order, a few batches ahead."""
     workers = default_workers() if workers is None else workers
+    workers = min(workers, len(batches) - 1)  # one batch decodes faster inline than through a worker
     return DataLoader(
         _DecodeBatches(batches),
         batch_size=None,

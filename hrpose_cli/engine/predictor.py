@@ -26,10 +26,11 @@ from hrpose_cli.model.hrnet import HRNetConfig
 
 @dataclass(frozen=True)
 class PersonBox:
-    """One person to estimate: its index in the caller's list, its box (x, y, w, h) and the box's score."""
+    """One person to estimate: its index in the caller's list, its box (x, y, w, h; None for the whole
+    image, resolved once the image is decoded) and the box's score."""
 
     index: int
-    bbox: tuple[float, float, float, float]
+    bbox: tuple[float, float, float, float] | None
     score: float = 1.0
 
 
@@ -66,6 +67,7 @@ class Estimates:
     """Outputs for a list of person boxes, in their order (rows of failed images stay NaN)."""
 
     keypoints: np.ndarray  # (N, J, 3): x, y in image pixels, score
+    boxes: np.ndarray  # (N, 4): the person boxes used, x, y, w, h
     centers: np.ndarray  # (N, 2)
     scales: np.ndarray  # (N, 2), in units of 200 pixels, padded as the crop was
     heatmaps: np.ndarray | None  # (N, J, h, w) float32 when kept
@@ -89,8 +91,12 @@ class Predictor:
         flip: bool = True,
         decode: str = "argmax",
         sigma: float | None = None,
+        pad_batches_to: int | None = None,
     ):
+        """``pad_batches_to`` pads every batch to that many persons: a compiled network then sees one
+        shape and compiles once, instead of again for each odd-sized last batch."""
         self.config = config
+        self.pad_batches_to = pad_batches_to
         self.runtime = runtime
         self.model = runtime.prepare(model.eval())
         self.flip = flip
@@ -118,12 +124,15 @@ class Predictor:
     @torch.inference_mode()
     def heatmaps(self, inputs: torch.Tensor) -> torch.Tensor:
         """Network heatmaps (N, J, h, w) float32; with flip test, averaged with the flipped-back mirror's."""
+        n = len(inputs)
+        if self.pad_batches_to and n < self.pad_batches_to:
+            inputs = torch.cat([inputs, inputs.new_zeros((self.pad_batches_to - n, *inputs.shape[1:]))])
         batch = torch.cat([inputs, inputs.flip(-1)]) if self.flip else inputs
         with self.runtime.autocast():
             out = self.model(self.runtime.input(batch)).float()
         if not self.flip:
-            return out
-        plain, mirrored = out[: len(inputs)], out[len(inputs):]
+            return out[:n]
+        plain, mirrored = out[:n], out[len(inputs) : len(inputs) + n]
         return (plain + codec.flip_back(mirrored, self.flip_perm, shift=True)) * 0.5
 
     @torch.inference_mode()
@@ -141,7 +150,7 @@ class Predictor:
         return keypoints, (heatmaps if keep_heatmaps else None), crop
 
 
-BoxesOf = Callable[[object], Sequence[PersonBox]]
+BoxesOf = Callable[[object, tuple[int, int]], Sequence[PersonBox]]
 
 
 def estimate(
@@ -153,7 +162,7 @@ def estimate(
     skip_bad_images: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> Estimates:
-    """Run ``predictor`` over decoded image batches; ``boxes_of(item)`` names each image's persons.
+    """Run ``predictor`` over decoded image batches; ``boxes_of(item, (height, width))`` names each image's persons.
 
     ``count`` is the number of person indices. A batch's results are fetched after the next batch has been
     queued on the device, so decoding, the upload and the network overlap. ``on_batch(images, persons)`` is
@@ -162,6 +171,7 @@ def estimate(
     j = predictor.config.num_joints
     h, w = predictor.heatmap_hw
     keypoints = np.full((count, j, 3), np.nan, dtype=np.float64)
+    person_boxes = np.full((count, 4), np.nan)
     centers = np.zeros((count, 2))
     scales = np.zeros((count, 2))
     heatmaps = np.zeros((count, j, h, w), dtype=np.float32) if keep_heatmaps else None
@@ -170,8 +180,9 @@ def estimate(
     pending = None
 
     def collect(done) -> None:
-        indices, kps, hms, crop, n_images = done
+        indices, used_boxes, kps, hms, crop, n_images = done
         keypoints[indices] = kps.cpu().numpy()
+        person_boxes[indices] = used_boxes
         centers[indices] = crop.centers
         scales[indices] = crop.scales
         if heatmaps is not None:
@@ -195,22 +206,24 @@ def estimate(
             failures.append(problem)
         indices, image_index, boxes = [], [], []
         for i, item in enumerate(batch.items):
-            for person in boxes_of(item):
+            shape = (int(batch.images.shapes[i, 0]), int(batch.images.shapes[i, 1]))
+            for person in boxes_of(item, shape):
                 indices.append(person.index)
                 image_index.append(i)
                 boxes.append(person.bbox)
         if not indices:
             continue
         images = batch.images.to(predictor.runtime.device)
-        kps, hms, crop = predictor.run(images, np.array(image_index), np.array(boxes, dtype=np.float64), keep_heatmaps)
+        boxes_array = np.array(boxes, dtype=np.float64)
+        kps, hms, crop = predictor.run(images, np.array(image_index), boxes_array, keep_heatmaps)
         if pending is not None:
             collect(pending)
-        pending = (np.array(indices), kps, hms, crop, len(batch.items))
+        pending = (np.array(indices), boxes_array, kps, hms, crop, len(batch.items))
     if pending is not None:
         collect(pending)
     predictor.runtime.synchronize()
     timing.total_s = time.perf_counter() - start
-    return Estimates(keypoints, centers, scales, heatmaps, failures, timing)
+    return Estimates(keypoints, person_boxes, centers, scales, heatmaps, failures, timing)
 
 
 def group_by_image(paths: Sequence, persons: Sequence[PersonBox], batch_size: int) -> list[list[tuple[object, list[PersonBox]]]]:

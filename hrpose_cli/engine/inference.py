@@ -1,0 +1,193 @@
+"""`predict`'s engine: which persons to estimate in which images or video frames, and running them.
+
+Persons come from explicit boxes (``--bbox``), a COCO detection results file (``--boxes``), or, without
+either, the whole image as one person. Whole-image boxes are resolved once the image is decoded.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from hrpose_cli.data.images import ImageBatch, PackedImages, batch_loader
+from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image
+from hrpose_cli.engine.runtime import Runtime
+from hrpose_cli.errors import HrposeError
+from hrpose_cli.model.checkpoints import load_model
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """'x,y,w,h' in pixels -> a box; a one-line error for anything else or a box of no size."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        box = tuple(float(p) for p in parts)
+    except ValueError:
+        raise HrposeError(f"--bbox {text!r}: expected four numbers x,y,w,h") from None
+    if len(box) != 4 or not all(np.isfinite(box)):
+        raise HrposeError(f"--bbox {text!r}: expected four numbers x,y,w,h")
+    if box[2] <= 0 or box[3] <= 0:
+        raise HrposeError(f"--bbox {text!r}: width and height must be positive")
+    return box  # type: ignore[return-value]
+
+
+def load_predictor(
+    weights: Path | None,
+    device: str = "auto",
+    flip: bool = True,
+    decode: str = "argmax",
+    compile: bool = False,
+    input_size: tuple[int, int] | None = None,
+    batch_size: int | None = None,
+) -> Predictor:
+    """A Predictor for a checkpoint (hrpose or official), or the embedded default model when ``weights`` is None."""
+    runtime = Runtime.create(device, compile=compile)
+    model, config = load_model(weights, input_size=input_size)
+    pad = batch_size if compile else None
+    return Predictor(model, config, runtime, flip=flip, decode=decode, pad_batches_to=pad)
+
+
+def read_detections(path: Path) -> list[dict]:
+    """A COCO detection results file: a list of {image_id (or file_name), bbox, score[, category_id]}."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise HrposeError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise HrposeError(f"{path}: cannot read the file ({err})") from None
+    except json.JSONDecodeError as err:
+        raise HrposeError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, list):
+        raise HrposeError(f"{path}: expected a list of detections {{image_id, bbox, score}}")
+    for i, det in enumerate(data):
+        if not isinstance(det, dict) or "bbox" not in det or not ("image_id" in det or "file_name" in det):
+            raise HrposeError(f"{path}: detection {i} needs 'bbox' and 'image_id' (or 'file_name')")
+        box = det["bbox"]
+        if not isinstance(box, list) or len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+            raise HrposeError(f"{path}: detection {i} has a bbox that is not [x, y, w, h] with w, h > 0: {box}")
+    return [d for d in data if d.get("category_id", 1) == 1]
+
+
+def _image_id_of(path: Path) -> int | None:
+    """COCO-style ids are the trailing digits of the file name (000000397133.jpg -> 397133)."""
+    match = re.search(r"(\d+)$", path.stem)
+    return int(match.group(1)) if match else None
+
+
+def plan_persons(
+    images: Sequence[Path],
+    bboxes: Sequence[tuple[float, float, float, float]] = (),
+    detections: Sequence[dict] | None = None,
+    min_box_score: float = 0.0,
+) -> tuple[list[Path], list[PersonBox]]:
+    """Persons to estimate, image by image: explicit boxes, matching detections, or the whole image."""
+    paths: list[Path] = []
+    persons: list[PersonBox] = []
+
+    def add(path: Path, bbox, score: float = 1.0) -> None:
+        paths.append(path)
+        persons.append(PersonBox(len(persons), bbox, score))
+
+    by_key: dict[object, list[dict]] = {}
+    for det in detections or ():
+        by_key.setdefault(det.get("file_name", det.get("image_id")), []).append(det)
+    for path in images:
+        if detections is not None:
+            dets = by_key.get(path.name, []) + by_key.get(_image_id_of(path), [])
+            for det in dets:
+                if det.get("score", 1.0) >= min_box_score:
+                    add(path, tuple(float(v) for v in det["bbox"]), float(det.get("score", 1.0)))
+        elif bboxes:
+            for box in bboxes:
+                add(path, box)
+        else:
+            add(path, None)
+    return paths, persons
+
+
+def _resolve(people: Sequence[PersonBox], shape: tuple[int, int]) -> list[PersonBox]:
+    height, width = shape
+    return [p if p.bbox is not None else replace(p, bbox=(0.0, 0.0, float(width), float(height))) for p in people]
+
+
+def predict_images(
+    predictor: Predictor,
+    paths: Sequence[Path],
+    persons: Sequence[PersonBox],
+    batch_size: int,
+    workers: int | None = None,
+    keep_heatmaps: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> Estimates:
+    """Estimate every planned person; images decoded by worker processes, batched across images."""
+    batches = group_by_image(list(paths), list(persons), batch_size)
+    loader = batch_loader(batches, workers, pin_memory=predictor.runtime.device.type == "cuda")
+    return estimate(predictor, loader, _resolve, len(persons), keep_heatmaps, on_batch=on_batch)
+
+
+@dataclass
+class VideoInfo:
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise HrposeError(f"{path}: cannot open the video (corrupt or unsupported format)")
+    info = VideoInfo(
+        int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+        capture.get(cv2.CAP_PROP_FPS) or 30.0,
+        int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+    )
+    return capture, info
+
+
+def video_frames(capture: cv2.VideoCapture, frames_per_batch: int) -> Iterator[list[np.ndarray]]:
+    """Decoded frames in groups, read by a background thread so decoding overlaps the device."""
+    chunks: queue.Queue = queue.Queue(maxsize=4)
+
+    def reader() -> None:
+        chunk: list[np.ndarray] = []
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            chunk.append(frame)
+            if len(chunk) == frames_per_batch:
+                chunks.put(chunk)
+                chunk = []
+        chunks.put(chunk)
+        chunks.put(None)
+
+    threading.Thread(target=reader, daemon=True).start()
+    while (chunk := chunks.get()) is not None:
+        if chunk:
+            yield chunk
+
+
+def predict_frames(
+    predictor: Predictor,
+    frames: Sequence[np.ndarray],
+    bboxes: Sequence[tuple[float, float, float, float]] = (),
+    keep_heatmaps: bool = False,
+) -> tuple[Estimates, list[int]]:
+    """Estimate persons in a group of frames (each frame: the given boxes, or the whole frame).
+
+    Returns the estimates and, per person, the index of its frame in the group.
+    """
+    per_frame = list(bboxes) or [None]
+    persons = [[PersonBox(f * len(per_frame) + k, box) for k, box in enumerate(per_frame)] for f in range(len(frames))]
+    batch = ImageBatch(PackedImages.pack(frames), persons)
+    estimates = estimate(predictor, [batch], _resolve, len(frames) * len(per_frame), keep_heatmaps)
+    return estimates, [f for f in range(len(frames)) for _ in per_frame]
