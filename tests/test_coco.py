@@ -152,7 +152,7 @@ def test_detections(tmp_path):
     assert len(dataset.detections(tmp_path / "d.json", tmp_path, min_score=0.5)) == 1
 
     bad = write(tmp_path / "unknown.json", dets + [{"image_id": 99, "bbox": [1, 1, 1, 1], "score": 1}])
-    with pytest.raises(HrposeError, match=re.escape(f"{bad}: image ids not in a.json: 99")):
+    with pytest.raises(HrposeError, match=re.escape(f"{bad}: image ids not in {tmp_path / 'a.json'}: 99")):
         dataset.detections(bad, tmp_path)
     empty_box = write(tmp_path / "empty.json", dets + [{"image_id": 7, "bbox": [1, 1, 0, 5], "score": 1}])
     with pytest.raises(HrposeError, match="detection 3 has an empty box"):

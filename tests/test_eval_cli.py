@@ -180,7 +180,7 @@ def bad_case(name: str, tmp_path: Path, fixture: Path) -> tuple[Path, Path, list
         results[2]["image_id"] = 42
         results[5]["image_id"] = 123456789
         bad = write_json(tmp_path / "ids.json", results)
-        return gt, bad, [], bad, "image ids not in person_keypoints.json: 42, 123456789"
+        return gt, bad, [], bad, f"image ids not in {gt}: 42, 123456789"
     if name == "pred_wrong_length":
         results[3]["keypoints"] = results[3]["keypoints"][:-1]
         bad = write_json(tmp_path / "short.json", results)

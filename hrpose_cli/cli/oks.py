@@ -64,7 +64,7 @@ def oks(
     console = Console(stderr=True, highlight=False)
     console.print(
         f"[bold]{len(report.pairs)}[/] pairs: {report.predictions} predictions in {report.images} images "
-        f"against {dataset.path.name}"
+        f"against {gt}"
     )
     if len(best):
         console.print(

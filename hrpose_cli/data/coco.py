@@ -295,7 +295,7 @@ class CocoKeypoints:
                 raise HrposeError(f"{path}: detection {index}: score must be a finite number")
         unknown = sorted({d["image_id"] for d in dets} - set(self.coco.imgs))
         if unknown:
-            raise HrposeError(f"{path}: image ids not in {self.path.name}: {_few(unknown)}")
+            raise HrposeError(f"{path}: image ids not in {self.path}: {_few(unknown)}")
         records = []
         for index, det in enumerate(dets):
             if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
@@ -348,5 +348,5 @@ def load_results(path: Path, dataset: CocoKeypoints) -> list[dict]:
     _numeric_rows(path, [r["keypoints"] for r in results], "keypoints", "entry")
     unknown = sorted({r["image_id"] for r in results} - set(dataset.coco.imgs))
     if unknown:
-        raise HrposeError(f"{path}: image ids not in {dataset.path.name}: {_few(unknown)}")
+        raise HrposeError(f"{path}: image ids not in {dataset.path}: {_few(unknown)}")
     return results
