@@ -17,6 +17,7 @@ from hrpose_cli.data.images import batch_loader
 from hrpose_cli.engine.evaluator import coco_stats
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image
 from hrpose_cli.errors import HrposeError
+from hrpose_cli.files import write_json
 
 RESCORE_THRESHOLD = 0.2  # joints above this score count in the person's rescoring (official in_vis_thre)
 NMS_THRESHOLD = 0.9  # official oks_thre
@@ -74,7 +75,7 @@ def coco_results(records: Sequence[PersonRecord], estimates: Estimates, sigmas: 
                 {
                     "image_id": int(image_id),
                     "category_id": 1,
-                    "keypoints": [round(float(v), 3) for v in keypoints[i].reshape(-1)],
+                    "keypoints": [float(v) for v in keypoints[i].reshape(-1)],
                     "score": float(scores[i]),
                 }
             )
@@ -94,3 +95,63 @@ def evaluate_predictor(
     results = coco_results(records, estimates)
     stats = coco_stats(dataset, results)
     return EvalOutcome(stats, results, estimates, list(records))
+
+
+def run_model_eval(
+    ann: Path,
+    images: Path | None,
+    weights: Path | None,
+    boxes: str = "gt",
+    flip: bool = True,
+    results_out: Path | None = None,
+    device: str = "auto",
+    batch: int = 64,
+    workers: int | None = None,
+    decode: str = "argmax",
+    compile: bool = False,
+    input_size: tuple[int, int] | None = None,
+    out: Path | None = None,
+    sigmas: np.ndarray | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, float], list[str], dict]:
+    """`hrpose eval` with a model: the ten numbers, the header lines for the table, and the extra JSON keys.
+
+    The results file goes to ``results_out``, else to OUT/results.json (OUT defaults to runs/eval).
+    """
+    from hrpose_cli.engine.inference import load_predictor
+
+    if images is None:
+        raise HrposeError("--images is needed with --ann to run a model (or pass --results to score a file)")
+    if not Path(images).is_dir():
+        raise HrposeError(f"{images}: images folder not found")
+    dataset = CocoKeypoints.load(ann)
+    records = person_records(dataset, Path(images), boxes)
+    predictor = load_predictor(weights, device, flip, decode, compile, input_size, batch)
+    estimates = predict_records(predictor, records, batch, workers, on_batch=on_batch)
+    results = coco_results(records, estimates, sigmas)
+    stats = coco_stats(dataset, results, sigmas)
+    target = Path(results_out) if results_out else Path(out or "runs/eval") / "results.json"
+    write_json(target, results)
+    t = estimates.timing
+    box_source = "GT boxes (cleaned as the official code)" if boxes == "gt" else f"detections {boxes}"
+    info = {
+        "ann": str(ann),
+        "images": len(dataset.image_ids),
+        "people": dataset.num_people,
+        "boxes": box_source,
+        "weights": str(weights) if weights else "default model",
+        "flip": flip,
+        "decode": decode,
+        "results_out": str(target),
+        "persons_evaluated": t.persons,
+        "persons_per_s": round(t.persons_per_s, 1),
+        "data_wait_fraction": round(t.data_wait_fraction, 3),
+    }
+    header = [
+        f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",
+        f"boxes: {box_source}; model: {info['weights']} ({predictor.config.arch}, "
+        f"{predictor.config.input_size[0]}x{predictor.config.input_size[1]}); flip {'on' if flip else 'off'}; decode {decode}",
+        f"{t.persons} persons in {t.total_s:.2f} s on {predictor.runtime.device}: {t.persons_per_s:.0f} persons/s, "
+        f"waiting for images {t.data_wait_fraction:.0%}; results written to {target}",
+    ]
+    return stats, header, info

@@ -1,0 +1,72 @@
+"""CUDA paths: the same numbers as the CPU within the precision of each path. Skipped without CUDA."""
+
+import numpy as np
+import pytest
+import torch
+
+from hrpose_cli.core import codec, geometry
+from hrpose_cli.data.images import PackedImages
+from hrpose_cli.engine.predictor import Predictor
+from hrpose_cli.engine.runtime import Runtime
+from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
+
+pytestmark = pytest.mark.gpu
+
+
+def _images(rng):
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(480, 640), (333, 500), (720, 1280)]]
+
+
+def test_warp_on_cuda_equals_cpu():
+    rng = np.random.default_rng(0)
+    packed = PackedImages.pack(_images(rng))
+    boxes = rng.uniform(0, 300, (64, 4)) + np.array([0, 0, 20, 20])
+    index = torch.from_numpy(rng.integers(0, 3, 64))
+    center, scale = geometry.box_to_center_scale(boxes, 0.75)
+    inv = torch.from_numpy(geometry.crop_matrices(center, scale, (192, 256), rng.uniform(-45, 45, 64), inverse=True))
+    cpu = geometry.warp_crops(packed.pixels, packed.offsets, packed.shapes, index, inv, (192, 256))
+    gpu_packed = packed.to(torch.device("cuda"))
+    gpu = geometry.warp_crops(gpu_packed.pixels, gpu_packed.offsets, gpu_packed.shapes, index.cuda(), inv.cuda(), (192, 256))
+    assert (gpu.cpu() - cpu).abs().max() < 1e-2
+
+
+def test_encode_decode_on_cuda_equal_cpu():
+    joints = torch.rand(32, 17, 2) * torch.tensor([192.0, 256.0])
+    visible = (torch.rand(32, 17) > 0.2).float()
+    t_cpu, w_cpu = codec.encode(joints, visible, (64, 48), 2.0, 4.0)
+    t_gpu, w_gpu = codec.encode(joints.cuda(), visible.cuda(), (64, 48), 2.0, 4.0)
+    assert torch.allclose(t_gpu.cpu(), t_cpu, atol=1e-6) and torch.equal(w_gpu.cpu(), w_cpu)
+    hm = torch.randn(32, 17, 64, 48)
+    # DARK's blur is a convolution, which cuDNN may run in TF32: a sub-pixel offset may move by ~1e-3 px.
+    for method, atol in (("argmax", 1e-5), ("dark", 2e-2)):
+        c_cpu, s_cpu = codec.decode(hm, method)
+        c_gpu, s_gpu = codec.decode(hm.cuda(), method)
+        assert torch.allclose(c_gpu.cpu(), c_cpu, atol=atol) and torch.allclose(s_gpu.cpu(), s_cpu)
+
+
+def test_predictor_bf16_cuda_agrees_with_fp32_cpu():
+    torch.manual_seed(0)
+    config = HRNetConfig.from_arch("w18-small")
+    model = PoseHRNet(config)
+    # A trained-looking model is not needed: compare heatmaps, not keypoints of near-flat maps.
+    rng = np.random.default_rng(1)
+    packed = PackedImages.pack(_images(rng))
+    boxes = np.array([[50, 40, 200, 300], [10, 10, 300, 200], [400, 100, 300, 500]], dtype=float)
+    index = np.array([0, 1, 2])
+    cpu = Predictor(model, config, Runtime.create("cpu"), flip=True)
+    crop_cpu = cpu.crops(packed, index, boxes)
+    hm_cpu = cpu.heatmaps(crop_cpu.inputs)
+    gpu = Predictor(model, config, Runtime.create("cuda"), flip=True)  # moves the same weights to CUDA
+    crop_gpu = gpu.crops(packed.to(torch.device("cuda")), index, boxes)
+    hm_gpu = gpu.heatmaps(crop_gpu.inputs).cpu()
+    rel = (hm_gpu - hm_cpu).norm() / hm_cpu.norm()
+    assert rel < 3e-2, rel  # bf16 autocast against fp32
+
+
+def test_compiled_predictor_pads_to_one_shape():
+    config = HRNetConfig.from_arch("w18-small")
+    runtime = Runtime.create("cuda", compile=True)
+    predictor = Predictor(PoseHRNet(config), config, runtime, flip=True, pad_batches_to=8)
+    for n in (8, 3):
+        out = predictor.heatmaps(torch.randn(n, 3, 256, 192, device="cuda"))
+        assert out.shape == (n, 17, 64, 48) and torch.isfinite(out).all()
