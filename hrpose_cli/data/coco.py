@@ -20,10 +20,11 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from hrpose_cli.core.schema import KEYPOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
+from hrpose_cli.resources import asset_path
 from hrpose_cli.errors import HrposeError
 
 PERSON_CATEGORY = 1
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "assets" / "sample"
+SAMPLE_DIR = asset_path("sample")
 
 
 @dataclass

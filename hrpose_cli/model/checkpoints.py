@@ -7,7 +7,6 @@ and dicts, so it loads with torch.load(weights_only=True) and never runs pickled
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import re
 import tempfile
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hrpose_cli.resources import asset_path
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 
@@ -32,13 +32,7 @@ _INPUT_SIZE_IN_NAME = re.compile(r"(\d+)x(\d+)")
 
 def default_weights_path() -> Path | None:
     """The embedded default model (assets/hrpose_default.pt, shipped as package data), or None if absent."""
-    try:
-        resource = importlib.resources.files("hrpose_cli.assets") / DEFAULT_WEIGHTS_NAME
-        if resource.is_file():
-            return Path(str(resource))
-    except (ModuleNotFoundError, TypeError):
-        pass
-    path = Path(__file__).resolve().parents[2] / "assets" / DEFAULT_WEIGHTS_NAME
+    path = asset_path(DEFAULT_WEIGHTS_NAME)
     return path if path.is_file() else None
 
 
