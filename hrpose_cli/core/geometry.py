@@ -132,8 +132,18 @@ def warp_crops(
     return out.flip(-1).permute(0, 3, 1, 2)  # BGR -> RGB, channels first
 
 
+_NORMALIZERS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def normalize(crops: torch.Tensor) -> torch.Tensor:
-    """[0, 255] RGB crops -> the network input: /255, then ImageNet mean and std."""
-    mean = torch.tensor(IMAGENET_MEAN, device=crops.device).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=crops.device).view(1, 3, 1, 1) * 255.0
+    """[0, 255] RGB crops -> the network input: /255, then ImageNet mean and std.
+
+    The constants are made once per device: building them from Python lists each call would be a
+    synchronous host-to-device copy that stalls the queue.
+    """
+    if crops.device not in _NORMALIZERS:
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
+        _NORMALIZERS[crops.device] = (mean.to(crops.device), std.to(crops.device))
+    mean, std = _NORMALIZERS[crops.device]
     return (crops - mean) / std

@@ -63,7 +63,7 @@ class PackedImages:
         return PackedImages(pixels, offsets, shapes)
 
     def pin_memory(self) -> "PackedImages":
-        return PackedImages(self.pixels.pin_memory(), self.offsets, self.shapes)
+        return PackedImages(self.pixels.pin_memory(), self.offsets.pin_memory(), self.shapes.pin_memory())
 
     def to(self, device: torch.device) -> "PackedImages":
         nb = device.type == "cuda"

@@ -115,9 +115,8 @@ class Predictor:
         """Normalised input crops for person boxes (N, 4) in packed images already on the device."""
         centers, scales = geometry.box_to_center_scale(boxes, self.aspect_ratio)
         out_wh = (self.input_hw[1], self.input_hw[0])
-        crop_to_image = torch.from_numpy(geometry.crop_matrices(centers, scales, out_wh, inverse=True)).float()
-        crop_to_image = crop_to_image.to(self.runtime.device, non_blocking=True)
-        index = torch.from_numpy(np.asarray(image_index, dtype=np.int64)).to(self.runtime.device, non_blocking=True)
+        crop_to_image = self.runtime.upload(geometry.crop_matrices(centers, scales, out_wh, inverse=True), torch.float32)
+        index = self.runtime.upload(np.asarray(image_index, dtype=np.int64))
         raw = geometry.warp_crops(images.pixels, images.offsets, images.shapes, index, crop_to_image, out_wh)
         return CropBatch(geometry.normalize(raw), crop_to_image, centers, scales)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -60,6 +61,19 @@ class Runtime:
         if self.compile:
             model = torch.compile(model)
         return model
+
+    def upload(self, array: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A host array on the device without stalling it: pinned, then an asynchronous copy.
+
+        A copy from ordinary (pageable) memory makes CUDA wait for all queued work first, which would
+        empty the queue between batches; pinned copies keep the device busy.
+        """
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if dtype is not None:
+            tensor = tensor.to(dtype)
+        if self.device.type != "cuda":
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
     def input(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
