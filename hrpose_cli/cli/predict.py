@@ -15,6 +15,7 @@ from hrpose_cli.core.oks import rescore
 from hrpose_cli.engine import inference
 from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
 from hrpose_cli.files import atomic_write, write_json
+from hrpose_cli.data.coco import read_detections
 from hrpose_cli.data.images import expand_inputs, read_image
 
 console = Console(stderr=True, highlight=False)
@@ -47,7 +48,7 @@ def predict(
     if bbox and boxes:
         raise typer.BadParameter("give either --bbox or --boxes, not both")
     bboxes = [inference.parse_bbox(text) for text in bbox or []]
-    detections = inference.read_detections(boxes) if boxes else None
+    detections = read_detections(boxes) if boxes else None
     images, videos = expand_inputs(inputs)
     predictor = inference.load_predictor(
         weights, device, flip, decode, compile, options.parse_input_size(input_size), batch

@@ -136,6 +136,37 @@ def sample_dataset() -> tuple[Path, Path]:
     return ann, images
 
 
+def read_detections(path: Path) -> list[dict]:
+    """A checked COCO detection results file: a list of {image_id (or file_name), bbox, score}.
+
+    ``file_name`` lets `predict` match boxes to images that have no annotation file.
+    """
+    path = Path(path)
+    dets = read_json(path)
+    if not isinstance(dets, list):
+        raise HrposeError(f"{path}: not a COCO detection results file (a list of {{image_id, bbox, score}})")
+    if not dets:
+        raise HrposeError(f"{path}: no detections")
+    for index, det in enumerate(dets):
+        if not isinstance(det, dict):
+            raise HrposeError(f"{path}: detection {index} is not an object")
+        missing = _missing(det, ("bbox", "score"))
+        if "image_id" not in det and "file_name" not in det:
+            missing.append("image_id")
+        if missing:
+            raise HrposeError(f"{path}: detection {index} lacks {', '.join(missing)}")
+        if "image_id" in det and not _is_id(det["image_id"]):
+            raise HrposeError(f"{path}: detection {index}: image_id must be an integer")
+        bbox = det["bbox"]
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            raise HrposeError(f"{path}: detection {index}: bbox must be four numbers [x, y, w, h]")
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            raise HrposeError(f"{path}: detection {index} has an empty box (w={bbox[2]}, h={bbox[3]})")
+        if not _is_number(det["score"]):
+            raise HrposeError(f"{path}: detection {index}: score must be a finite number")
+    return dets
+
+
 class CocoKeypoints:
     """A validated COCO keypoint annotation file and the pycocotools index over it."""
 
@@ -278,32 +309,18 @@ class CocoKeypoints:
     def detections(self, dets_path: Path, images_dir: Path, min_score: float = 0.0) -> list[PersonRecord]:
         """Person boxes from a COCO detection results file (category 1, score >= min_score), boxes as given."""
         path = Path(dets_path)
-        dets = read_json(path)
-        if not isinstance(dets, list):
-            raise HrposeError(f"{path}: not a COCO detection results file (a list of {{image_id, bbox, score}})")
-        if not dets:
-            raise HrposeError(f"{path}: no detections")
-        for index, det in enumerate(dets):
-            missing = _missing(det, ("image_id", "bbox", "score"))
-            if missing:
-                raise HrposeError(f"{path}: detection {index} lacks {', '.join(missing)}")
-            if not _is_id(det["image_id"]):
-                raise HrposeError(f"{path}: detection {index}: image_id must be an integer")
-            bbox = det["bbox"]
-            if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-                raise HrposeError(f"{path}: detection {index}: bbox must be four numbers [x, y, w, h]")
-            if not _is_number(det["score"]):
-                raise HrposeError(f"{path}: detection {index}: score must be a finite number")
+        dets = read_detections(path)
+        if any("image_id" not in d for d in dets):
+            index = next(i for i, d in enumerate(dets) if "image_id" not in d)
+            raise HrposeError(f"{path}: detection {index} lacks image_id")
         unknown = sorted({d["image_id"] for d in dets} - set(self.coco.imgs))
         if unknown:
             raise HrposeError(f"{path}: image ids not in {self.path}: {_few(unknown)}")
         records = []
-        for index, det in enumerate(dets):
+        for det in dets:
             if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
                 continue
             x, y, w, h = det["bbox"]
-            if w <= 0 or h <= 0:
-                raise HrposeError(f"{path}: detection {index} has an empty box (w={w}, h={h})")
             if det["score"] < min_score:
                 continue
             records.append(

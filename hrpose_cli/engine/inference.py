@@ -6,7 +6,6 @@ either, the whole image as one person. Whole-image boxes are resolved once the i
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import threading
@@ -17,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from hrpose_cli.data.coco import PERSON_CATEGORY
 from hrpose_cli.data.images import ImageBatch, PackedImages, batch_loader
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image
 from hrpose_cli.engine.runtime import Runtime
@@ -54,27 +54,6 @@ def load_predictor(
     return Predictor(model, config, runtime, flip=flip, decode=decode, pad_batches_to=pad)
 
 
-def read_detections(path: Path) -> list[dict]:
-    """A COCO detection results file: a list of {image_id (or file_name), bbox, score[, category_id]}."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise HrposeError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise HrposeError(f"{path}: cannot read the file ({err})") from None
-    except json.JSONDecodeError as err:
-        raise HrposeError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(data, list):
-        raise HrposeError(f"{path}: expected a list of detections {{image_id, bbox, score}}")
-    for i, det in enumerate(data):
-        if not isinstance(det, dict) or "bbox" not in det or not ("image_id" in det or "file_name" in det):
-            raise HrposeError(f"{path}: detection {i} needs 'bbox' and 'image_id' (or 'file_name')")
-        box = det["bbox"]
-        if not isinstance(box, list) or len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-            raise HrposeError(f"{path}: detection {i} has a bbox that is not [x, y, w, h] with w, h > 0: {box}")
-    return [d for d in data if d.get("category_id", 1) == 1]
-
-
 def _image_id_of(path: Path) -> int | None:
     """COCO-style ids are the trailing digits of the file name (000000397133.jpg -> 397133)."""
     match = re.search(r"(\d+)$", path.stem)
@@ -97,6 +76,8 @@ def plan_persons(
 
     by_key: dict[object, list[dict]] = {}
     for det in detections or ():
+        if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
+            continue
         by_key.setdefault(det.get("file_name", det.get("image_id")), []).append(det)
     for path in images:
         if detections is not None:
