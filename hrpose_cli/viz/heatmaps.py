@@ -192,7 +192,8 @@ def heatmap_sheet(
             _ring(sheet, layout.to_sheet(rect, *gt_joints[j, :2]), size, gt_color, rect)
 
     def pred_marker(rect: Rect, j: int, size: int) -> None:
-        if pred_joints is not None:
+        # A peak of score <= 0 has no location (the decoder puts it at 0, 0): mark nothing.
+        if pred_joints is not None and pred_joints[j, 2] > 0:
             _cross(sheet, layout.to_sheet(rect, *pred_joints[j, :2]), size, pred_color, rect)
 
     notes = ", ".join(note for note, given in (("ks: OKS term", oks_terms is not None),
