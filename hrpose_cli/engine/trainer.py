@@ -1,0 +1,813 @@
+"""Training: the loop, loss, optimiser and schedule, checkpoints, resume, DDP and the metrics log.
+
+The data path is the point: worker processes only decode JPEGs (data.images.batch_loader over the
+deterministic plan of data.train_data, one DataLoader for the whole run); the augmentation parameters of
+each global batch are drawn on the host from a generator seeded by (seed, epoch, step); the crops
+(geometry.warp_crops + normalize) and the targets (codec.encode) are made on the device for the whole batch.
+The step loop never waits on the device: the loss is accumulated there and read only every ``log_every``
+steps and at the end of an epoch.
+
+Public API: TrainConfig, TrainReporter, TrainResult, run(config, reporter) and the pieces it is made of
+(joints_mse_loss, lr_factor, milestones, resolve_run_dir, load_run_config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from hrpose_cli import __version__
+from hrpose_cli.core import codec, geometry
+from hrpose_cli.core.schema import JOINT_WEIGHTS, NUM_JOINTS
+from hrpose_cli.data.augment import RECIPES, AugmentConfig, CropParams, crop_geometry, sample_crop_params
+from hrpose_cli.data.images import ImageBatch, batch_loader, default_workers
+from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table, missing_images
+from hrpose_cli.engine.runtime import Runtime
+from hrpose_cli.errors import HrposeError
+from hrpose_cli.files import atomic_write, write_json
+
+RUNS_ROOT = Path("runs") / "train"
+BASE_SIGMA = 2.0  # at an input height of 256; scaled with the height (3 at 384x288)
+STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+# Options that only say how to run, not what is learnt: --resume may change them.
+RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "skip_bad_images", "val_batch")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; config.json in the run folder holds the resolved one.
+
+    ``arch``/``input_size`` None mean: those of ``weights`` when given, else w32 at 256x192. ``model`` (an
+    HRNetConfig dict) names a network outside the named archs and wins over ``arch``. ``joint_weights`` None
+    follows the recipe (seed: on, official: off). ``batch`` is per process; ``sigma`` None is 2 x height/256.
+    """
+
+    train_ann: list[str] = field(default_factory=list)
+    train_images: list[str] = field(default_factory=list)
+    val_ann: str | None = None
+    val_images: str | None = None
+    arch: str | None = None
+    model: dict | None = None
+    input_size: tuple[int, int] | None = None
+    recipe: str = "seed"
+    augment: bool = True
+    joint_weights: bool | None = None
+    epochs: int = 210
+    batch: int = 32
+    lr: float = 1e-3
+    warmup_epochs: float = 0.0
+    sigma: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    workers: int | None = None
+    val_every: int = 1
+    val_batch: int | None = None
+    compile: bool = False
+    sync_bn: bool = False
+    skip_bad_images: bool = False
+    log_every: int = 50
+    out: str | None = None
+    name: str = "exp"
+    weights: str | None = None
+    resume: bool = False
+    demo: bool = False
+
+    def __post_init__(self) -> None:
+        self.train_ann = [str(p) for p in self.train_ann]
+        self.train_images = [str(p) for p in self.train_images]
+        if self.input_size is not None:
+            self.input_size = tuple(int(v) for v in self.input_size)
+
+    # -- checks and derived values ------------------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        """Raise HrposeError (one line, naming the option) for values that cannot work."""
+
+        def bad(option: str, value: object, why: str) -> None:
+            raise HrposeError(f"{option} {value}: {why}")
+
+        if len(self.train_ann) != len(self.train_images):
+            raise HrposeError(
+                f"--train-ann given {len(self.train_ann)} time(s) but --train-images {len(self.train_images)}: "
+                "they pair up in order, one image folder per annotation file"
+            )
+        if not self.train_ann and not self.resume:
+            raise HrposeError("no training data: give --train-ann A.json --train-images DIR")
+        if (self.val_ann is None) != (self.val_images is None):
+            raise HrposeError("--val-ann and --val-images go together: give both or neither")
+        if self.recipe not in RECIPES:
+            bad("--recipe", self.recipe, f"expected one of {', '.join(RECIPES)}")
+        for option, value in (("--epochs", self.epochs), ("--batch", self.batch), ("--val-every", self.val_every),
+                              ("--log-every", self.log_every)):
+            if not isinstance(value, int) or value < 1:
+                bad(option, value, "must be a whole number of at least 1")
+        if self.val_batch is not None and self.val_batch < 1:
+            bad("--val-batch", self.val_batch, "must be at least 1")
+        if self.workers is not None and self.workers < 0:
+            bad("--workers", self.workers, "must be 0 or more")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            bad("--lr", self.lr, "must be a positive number")
+        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
+            bad("--warmup-epochs", self.warmup_epochs, "must be 0 or more")
+        if self.sigma is not None and not (math.isfinite(self.sigma) and self.sigma > 0):
+            bad("--sigma", self.sigma, "must be a positive number")
+        if self.input_size is not None:
+            h, w = self.input_size
+            if h <= 0 or w <= 0 or h % 32 or w % 32:
+                bad("--input-size", f"{h}x{w}", "height and width must be positive multiples of 32 (HRNet's four levels)")
+        return self
+
+    @property
+    def use_joint_weights(self) -> bool:
+        return self.recipe == "seed" if self.joint_weights is None else bool(self.joint_weights)
+
+    def sigma_for(self, input_height: int) -> float:
+        return self.sigma if self.sigma is not None else BASE_SIGMA * input_height / 256
+
+    # -- files --------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(self.input_size) if self.input_size else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+        """From config.json (meta keys ignored) or a hand-written JSON config; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k != "run"}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise HrposeError(f"{source}: unknown training option(s) {', '.join(unknown)}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise HrposeError(f"{source}: bad training configuration ({err})") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A JSON file of TrainConfig fields (configs/*.json, or a run's config.json), checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise HrposeError(f"{path}: config file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise HrposeError(f"{path}: not a readable JSON config ({err})") from None
+    if not isinstance(data, dict):
+        raise HrposeError(f"{path}: a training config must be a JSON object of option names and values")
+    TrainConfig.from_dict(data, str(path))  # fail early on unknown keys
+    return {k: v for k, v in data.items() if k != "run"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loss and schedule
+# ---------------------------------------------------------------------------------------------------
+
+
+def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The official JointsMSELoss: 0.5 x the mean over (B, J, H, W) of w_bj (pred - target)^2.
+
+    The official code multiplies both heatmaps by the weight before the squared error (so a weight w
+    counts as w^2); the targets' weights are 0 or 1, where the two agree. Per-joint weights (seed recipe)
+    multiply each joint's loss by the weight itself, as HRNET_SPEC.md says.
+    """
+    return 0.5 * (weight[:, :, None, None] * (pred - target).pow(2)).mean()
+
+
+def milestones(epochs: int) -> tuple[int, int]:
+    """Epochs (0-based counts of finished epochs) after which the lr drops x0.1: 170 and 200 of 210, scaled."""
+    return round(170 / 210 * epochs), round(200 / 210 * epochs)
+
+
+def lr_factor(epoch: int, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float) -> float:
+    """Multiplier of the base lr at ``step`` (0-based) of ``epoch`` (1-based): MultiStep x0.1, linear warm-up per step."""
+    done = epoch - 1
+    factor = 0.1 ** sum(done >= m for m in milestones(epochs))
+    warmup_steps = warmup_epochs * steps_per_epoch
+    if warmup_steps > 0:
+        factor *= min(1.0, (done * steps_per_epoch + step + 1) / warmup_steps)
+    return factor
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------------
+
+
+class TrainReporter:
+    """What the trainer tells the outside world (rank 0 only). The CLI renders it with rich; the default is silent."""
+
+    def start(self, info: dict[str, Any]) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+
+    def step(self, step: int, loss: float | None, lr: float, images_per_s: float) -> None:
+        """After each queued step (1-based count); ``loss`` is the epoch's running mean when it was read, else None."""
+
+    def validation_start(self, epoch: int, persons: int) -> None: ...
+
+    def epoch_end(self, metrics: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs: int
+    history: list[dict[str, Any]]
+    best_ap: float | None
+    best_epoch: int | None
+    world_size: int
+    global_batch: int
+    skipped_images: list[str]
+    model: nn.Module | None = None  # the trained network (unwrapped), for Python callers and tests
+
+    @property
+    def images_per_s(self) -> float:
+        rates = [m["images_per_s"] for m in self.history if m.get("images_per_s")]
+        return float(np.mean(rates)) if rates else 0.0
+
+    @property
+    def data_wait_fraction(self) -> float:
+        waits = [m["data_wait_fraction"] for m in self.history if "data_wait_fraction" in m]
+        return float(np.mean(waits)) if waits else 0.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Run folder and distributed set-up
+# ---------------------------------------------------------------------------------------------------
+
+
+def next_run_dir(root: Path, name: str) -> Path:
+    """root/name, or root/name2, name3, ... : the first that does not exist yet (as ultralytics names runs)."""
+    candidate = root / name
+    n = 2
+    while candidate.exists():
+        candidate = root / f"{name}{n}"
+        n += 1
+    return candidate
+
+
+def latest_run(root: Path = RUNS_ROOT) -> Path:
+    """The run folder under root whose last.pt was written last (what a bare --resume continues)."""
+    runs = sorted(root.glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise HrposeError(f"--resume: no run with a last.pt under {root}; name the run with --out RUN_DIR")
+    return runs[-1].parent
+
+
+def resolve_run_dir(config: TrainConfig) -> Path:
+    """The run folder: --out, else runs/train/<name> numbered fresh; with --resume: --out or the latest run."""
+    if config.resume:
+        run_dir = Path(config.out) if config.out else latest_run()
+        if not (run_dir / "last.pt").is_file():
+            raise HrposeError(f"{run_dir / 'last.pt'}: no checkpoint to resume from")
+        if not (run_dir / "config.json").is_file():
+            raise HrposeError(f"{run_dir / 'config.json'}: missing; cannot resume without the run's configuration")
+        return run_dir
+    if config.out:
+        run_dir = Path(config.out)
+        if (run_dir / "last.pt").exists() or (run_dir / "config.json").exists():
+            raise HrposeError(f"{run_dir}: already holds a training run; add --resume to continue it, or choose another --out")
+        return run_dir
+    return next_run_dir(RUNS_ROOT, config.name)
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    return TrainConfig.from_dict(read_config_file(path), str(path))
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup(config: TrainConfig) -> tuple[_Dist, Runtime]:
+    """Process group from torchrun's RANK/WORLD_SIZE/LOCAL_RANK (NCCL on CUDA, gloo on the CPU) and the runtime."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist(), Runtime.create(config.device)
+    info = _Dist(
+        rank=int(os.environ.get("RANK", "0")),
+        world=world,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
+    )
+    spec = (config.device or "auto").lower()
+    use_cuda = spec != "cpu" and (spec != "auto" or torch.cuda.is_available())
+    if use_cuda:
+        if not torch.cuda.is_available():
+            raise HrposeError(f"--device {config.device}: CUDA is not available on this machine (use --device cpu)")
+        torch.cuda.set_device(info.local_rank)
+        device = f"cuda:{info.local_rank}"  # under torchrun each process drives the GPU of its LOCAL_RANK
+    else:
+        device = "cpu"
+    runtime = Runtime.create(device)
+    if not dist.is_initialized():
+        kwargs = {"device_id": runtime.device} if use_cuda else {}
+        dist.init_process_group("nccl" if use_cuda else "gloo", **kwargs)
+    return info, runtime
+
+
+def _barrier(info: _Dist, runtime: Runtime) -> None:
+    if info.enabled:
+        if runtime.device.type == "cuda":
+            dist.barrier(device_ids=[runtime.device.index])
+        else:
+            dist.barrier()
+
+
+def _broadcast_path(info: _Dist, path: Path | None) -> Path:
+    if not info.enabled:
+        return path
+    box = [str(path) if path is not None else None]
+    dist.broadcast_object_list(box, src=0)
+    return Path(box[0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoint helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _rng_states(device: torch.device) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+    }
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def _all_finite(module: nn.Module) -> bool:
+    flags = [torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+# ---------------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Trainer:
+    def __init__(self, config: TrainConfig, reporter: TrainReporter | None):
+        self.requested = config
+        self.reporter_given = reporter or TrainReporter()
+
+    # -- set-up -------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.dist, self.runtime = _setup(self.requested)
+        self.reporter = self.reporter_given if self.dist.main else TrainReporter()
+        device = self.runtime.device
+        if self.requested.sync_bn and self.dist.enabled and device.type != "cuda":
+            raise HrposeError("--sync-bn needs CUDA: SyncBatchNorm does not run on the CPU")
+
+        if not self.requested.resume:
+            self.requested.validate()  # bad options fail before anything is written
+        run_dir = resolve_run_dir(self.requested) if self.dist.main else None
+        self.run_dir = _broadcast_path(self.dist, run_dir)
+        checkpoint = None
+        if self.requested.resume:
+            config = load_run_config(self.run_dir)
+            for name in RUNTIME_FIELDS:
+                setattr(config, name, getattr(self.requested, name))
+            config.resume, config.out = True, str(self.run_dir)
+            from hrpose_cli.model.checkpoints import read_checkpoint
+
+            checkpoint = read_checkpoint(self.run_dir / "last.pt")
+            if not isinstance(checkpoint.get("train_state"), dict):
+                raise HrposeError(f"{self.run_dir / 'last.pt'}: no training state in it (not written by hrpose train)")
+        else:
+            config = dataclasses.replace(self.requested)
+        self.config = config.validate()
+
+        # Data (every rank reads the annotations; only images are per rank).
+        pairs = list(zip(config.train_ann, config.train_images))
+        self.table = load_person_table(pairs, NUM_JOINTS)
+        self.skipped: list[str] = []
+        absent = missing_images(self.table)
+        if absent:
+            names = [self.table.image_paths[i] for i in absent]
+            if not config.skip_bad_images:
+                more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+                raise HrposeError(f"{names[0]}: image not found{more}; add --skip-bad-images to train without them")
+            self.skipped += [f"{n}: image not found" for n in names]
+            self.table = self.table.without_images(set(absent))
+            if len(self.table) == 0:
+                raise HrposeError("no training person left: every image is missing")
+        self.val = None
+        if config.val_ann:
+            from hrpose_cli.data.coco import CocoKeypoints
+            from hrpose_cli.engine.model_eval import person_records
+
+            if not Path(config.val_images).is_dir():
+                raise HrposeError(f"{config.val_images}: images folder not found (paired with {config.val_ann})")
+            val_dataset = CocoKeypoints.load(Path(config.val_ann))
+            self.val = (val_dataset, person_records(val_dataset, Path(config.val_images), "gt"))
+
+        # Model.
+        self.raw_model, self.model_config = self._build_model(config, checkpoint)
+        config.model = self.model_config.to_dict()
+        config.arch = self.model_config.arch if self.model_config.arch in _arch_names() else None
+        config.input_size = tuple(self.model_config.input_size)
+        if self.model_config.num_joints != NUM_JOINTS:
+            raise HrposeError(f"the network predicts {self.model_config.num_joints} joints; training needs {NUM_JOINTS} (COCO)")
+
+        model = self.raw_model.to(device)
+        if self.runtime.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        if self.dist.enabled:
+            if config.sync_bn:
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                self.raw_model = model
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
+            )
+        self.model = torch.compile(model) if config.compile else model
+
+        fused = {"fused": True} if device.type == "cuda" else {}
+        self.optimizer = torch.optim.Adam(self.raw_model.parameters(), lr=config.lr, weight_decay=0.0, **fused)
+
+        # Plan and loader.
+        self.first_epoch = 1
+        self.history: list[dict[str, Any]] = []
+        self.best_ap: float | None = None
+        self.best_epoch: int | None = None
+        if checkpoint is not None:
+            state = checkpoint["train_state"]
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.first_epoch = int(state["epoch"]) + 1
+            self.history = list(state.get("history", []))
+            self.best_ap = state.get("best_ap")
+            self.best_epoch = state.get("best_epoch")
+            self.skipped = list(state.get("skipped_images", [])) + [s for s in self.skipped if s not in state.get("skipped_images", [])]
+            if self.first_epoch > config.epochs:
+                raise HrposeError(f"{self.run_dir}: this run already finished its {config.epochs} epochs; nothing to resume")
+            _set_rng_states(state["rng"], device)
+        self.plan = TrainPlan(self.table, config.batch, config.epochs, config.seed, self.first_epoch,
+                              self.dist.rank, self.dist.world)
+        self.augment = AugmentConfig(recipe=config.recipe)
+        h, w = self.model_config.input_size
+        self.out_wh = (w, h)
+        self.heatmap_hw = self.model_config.heatmap_size
+        self.stride = w / self.heatmap_hw[1]
+        self.sigma = config.sigma_for(h)
+        self.aspect = w / h
+        self.joint_weights = torch.from_numpy(JOINT_WEIGHTS).to(device) if config.use_joint_weights else None
+        self.predictor = None
+
+        if self.dist.main and checkpoint is None:
+            self._write_config()
+        _barrier(self.dist, self.runtime)
+
+    def _build_model(self, config: TrainConfig, checkpoint: dict | None):
+        from hrpose_cli.model.hrnet import ARCHS, HRNetConfig, PoseHRNet
+
+        torch.manual_seed(config.seed)  # the same initial weights on every rank and in every repeat
+        if checkpoint is not None:
+            model_config = HRNetConfig.from_dict(checkpoint["config"])
+            model = PoseHRNet(model_config)
+            model.load_state_dict(checkpoint["state_dict"], strict=True)
+            return model, model_config
+        if config.weights:
+            from hrpose_cli.model.checkpoints import load_model
+
+            if config.arch is not None and config.arch.lower() not in ARCHS:
+                raise HrposeError(f"--arch {config.arch}: unknown; known: {', '.join(ARCHS)}")
+            model, model_config = load_model(Path(config.weights), input_size=config.input_size, arch=config.arch)
+            return model.float(), model_config
+        size = config.input_size or (256, 192)
+        if config.model is not None:
+            data = dict(config.model)
+            if config.input_size is not None:
+                data["input_size"] = list(size)
+            model_config = HRNetConfig.from_dict(data)
+        else:
+            model_config = HRNetConfig.from_arch(config.arch or "w32", input_size=size)
+        return PoseHRNet(model_config), model_config
+
+    def _write_config(self) -> None:
+        data = self.config.to_dict()
+        for key in ("train_ann", "train_images"):
+            data[key] = [str(Path(p).resolve()) for p in data[key]]
+        for key in ("val_ann", "val_images", "weights"):
+            if data[key]:
+                data[key] = str(Path(data[key]).resolve())
+        data["out"] = str(self.run_dir.resolve())
+        data["run"] = {
+            "hrpose": __version__,
+            "torch": torch.__version__,
+            "command": " ".join(sys.argv),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "world_size": self.dist.world,
+            "global_batch": self.plan.global_batch,
+            "device": str(self.runtime.device),
+            "bf16_autocast": self.runtime.amp,
+            "channels_last": self.runtime.channels_last,
+            "train_persons": len(self.table),
+            "train_images": self.table.num_images,
+            "sources": [{"ann": a, "persons": n} for a, n in self.table.sources],
+            "sigma": self.sigma,
+            "joint_weights": self.config.use_joint_weights,
+            "lr_milestones": list(milestones(self.config.epochs)),
+        }
+        write_json(self.run_dir / "config.json", data)
+
+    # -- one step -----------------------------------------------------------------------------------
+    def _step_inputs(self, k: int, batch: ImageBatch):
+        """Host side of one step: augmentation parameters of the global batch, this rank's share, uploads."""
+        epoch, step = self.plan.locate(k)
+        persons = self.plan.global_indices(epoch, step)
+        boxes, joints = self.table.boxes[persons], self.table.joints[persons]
+        centers, scales = geometry.box_to_center_scale(boxes, self.aspect)
+        if self.config.augment:
+            params = sample_crop_params(augment_rng(self.config.seed, epoch, step), centers, scales, joints,
+                                        self.augment, self.aspect)
+        else:
+            params = CropParams(centers, scales, np.zeros(len(persons)), np.zeros(len(persons), dtype=bool))
+        mine = slice(self.dist.rank, None, self.dist.world)
+        params = CropParams(params.centers[mine], params.scales[mine], params.rotations[mine], params.flips[mine])
+        joints = joints[mine]
+        n = len(joints)
+        slot = np.full(n, -1, dtype=np.int64)
+        for s, positions in enumerate(batch.items):
+            slot[list(positions)] = s
+        bad = slot < 0
+        if batch.failures:
+            if not self.config.skip_bad_images:
+                err = HrposeError(f"{batch.failures[0][1]}; add --skip-bad-images to train without it")
+                err.rank_local = True  # only this process saw it: under torchrun it must say so itself
+                raise err
+            for _, problem in batch.failures:
+                if problem not in self.skipped:
+                    self.skipped.append(problem)
+            slot[bad] = 0  # a real (or the placeholder) image; these crops get weight 0
+        widths = batch.images.shapes[:, 1].numpy()[slot].astype(np.float64)
+        crop_to_image, crop_joints = crop_geometry(params, joints, widths, self.out_wh)
+        visible = (crop_joints[..., 2] > 0) & ~bad[:, None]
+        j = joints.shape[1]
+        host = np.concatenate([crop_to_image.reshape(-1), crop_joints[..., :2].reshape(-1), visible.reshape(-1),
+                               slot.astype(np.float64)]).astype(np.float32)
+        device = self.runtime.device
+        packed = torch.from_numpy(host).to(device, non_blocking=True)
+        m, rest = packed[: n * 6].view(n, 2, 3), packed[n * 6 :]
+        xy, rest = rest[: n * j * 2].view(n, j, 2), rest[n * j * 2 :]
+        vis, index = rest[: n * j].view(n, j), rest[n * j :].long()
+        images = batch.images.to(device)
+        return epoch, step, images, m, xy, vis, index
+
+    def _forward_loss(self, images, m, xy, vis, index) -> torch.Tensor:
+        raw = geometry.warp_crops(images.pixels, images.offsets, images.shapes, index, m, self.out_wh)
+        inputs = self.runtime.input(geometry.normalize(raw))
+        with self.runtime.autocast():
+            out = self.model(inputs)
+        with torch.no_grad():
+            target, weight = codec.encode(xy, vis, self.heatmap_hw, self.sigma, self.stride)
+            if self.joint_weights is not None:
+                weight = weight * self.joint_weights
+        return joints_mse_loss(out.float(), target, weight)
+
+    # -- reading the loss (the only host-device syncs of an epoch) ----------------------------------
+    def _read(self, loss_sum: torch.Tensor, bad_step: torch.Tensor, steps: int, epoch: int) -> float:
+        values = torch.stack([loss_sum, bad_step])
+        if self.dist.enabled:
+            total = values[:1].clone()
+            first = values[1:].clone()
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+            dist.all_reduce(first, op=dist.ReduceOp.MIN)
+            values = torch.cat([total / self.dist.world, first])
+        total, first = values.tolist()
+        if math.isfinite(first) or not math.isfinite(total):
+            step = int(first) + 1 if math.isfinite(first) else steps
+            raise HrposeError(self._nan_message(epoch, step, "NaN" if math.isnan(total) else "infinite"))
+        return total / max(steps, 1)
+
+    def _nan_message(self, epoch: int, step: int | str, what: str = "NaN") -> str:
+        last = self.run_dir / "last.pt"
+        where = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was written yet"
+        return f"loss became {what} at epoch {epoch} step {step}; {where}"
+
+    # -- the run ------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        config = self.config
+        device = self.runtime.device
+        spe = self.plan.steps_per_epoch
+        self.reporter.start(self._start_info())
+        loader = batch_loader(self.plan, self._workers(), pin_memory=device.type == "cuda")
+        iterator = iter(loader)
+        k = 0
+        try:
+            for epoch in range(self.first_epoch, config.epochs + 1):
+                self.model.train()
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                self.reporter.epoch_start(epoch, config.epochs, spe)
+                loss_sum = torch.zeros((), device=device)
+                bad_step = torch.full((), math.inf, device=device)
+                running: float | None = None
+                wait = 0.0
+                start = time.perf_counter()
+                for step in range(spe):
+                    t0 = time.perf_counter()
+                    batch = next(iterator)
+                    wait += time.perf_counter() - t0
+                    e, s, images, m, xy, vis, index = self._step_inputs(k, batch)
+                    assert (e, s) == (epoch, step)
+                    k += 1
+                    lr = config.lr * lr_factor(epoch, step, spe, config.epochs, config.warmup_epochs)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    loss = self._forward_loss(images, m, xy, vis, index)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    detached = loss.detach()
+                    loss_sum += detached
+                    bad_step = torch.minimum(bad_step, torch.where(torch.isfinite(detached), math.inf, float(step)))
+                    read = (step + 1) % config.log_every == 0 and step + 1 < spe
+                    if read:
+                        running = self._read(loss_sum, bad_step, step + 1, epoch)
+                    elapsed = time.perf_counter() - start
+                    self.reporter.step(step + 1, running if read else None, lr,
+                                       (step + 1) * self.plan.global_batch / elapsed if elapsed > 0 else 0.0)
+                mean_loss = self._read(loss_sum, bad_step, spe, epoch)  # waits for the device: the epoch's end
+                self.runtime.synchronize()
+                train_time = time.perf_counter() - start
+                metrics = {
+                    "epoch": epoch,
+                    "loss": mean_loss,
+                    "lr": lr,
+                    "images_per_s": self.plan.persons_per_epoch / train_time if train_time > 0 else 0.0,
+                    "data_wait_fraction": wait / train_time if train_time > 0 else 0.0,
+                    "gpu_mem_gib": self.runtime.peak_memory_gib(),
+                    "time_s": train_time,
+                }
+                if self.val is not None and (epoch % config.val_every == 0 or epoch == config.epochs):
+                    if self.dist.main:
+                        t0 = time.perf_counter()
+                        metrics.update(self._validate(epoch))
+                        metrics["val_time_s"] = time.perf_counter() - t0
+                    _barrier(self.dist, self.runtime)
+                if self.skipped:
+                    metrics["skipped_images"] = len(self.skipped)
+                if self.dist.main:
+                    self._end_epoch(epoch, metrics)
+                self.reporter.epoch_end(metrics)
+        finally:
+            del iterator
+            self.reporter.close()
+        return TrainResult(self.run_dir, config.epochs, self.history, self.best_ap, self.best_epoch, self.dist.world,
+                           self.plan.global_batch, list(self.skipped), self.raw_model)
+
+    def _workers(self) -> int:
+        if self.config.workers is not None:
+            return self.config.workers
+        return max(0, min(16, ((os.cpu_count() or 1) - 1) // max(1, self.dist.local_world))) if self.dist.enabled else default_workers()
+
+    def _start_info(self) -> dict[str, Any]:
+        return {
+            "run_dir": self.run_dir,
+            "first_epoch": self.first_epoch,
+            "epochs": self.config.epochs,
+            "resumed": self.first_epoch > 1,
+            "demo": self.config.demo,
+            "arch": self.model_config.arch,
+            "input_size": self.model_config.input_size,
+            "device": str(self.runtime.device),
+            "world_size": self.dist.world,
+            "batch": self.config.batch,
+            "global_batch": self.plan.global_batch,
+            "train_persons": len(self.table),
+            "train_images": self.table.num_images,
+            "val_persons": len(self.val[1]) if self.val else 0,
+            "steps_per_epoch": self.plan.steps_per_epoch,
+            "recipe": self.config.recipe,
+            "joint_weights": self.config.use_joint_weights,
+            "bf16": self.runtime.amp,
+            "compile": self.config.compile,
+            "skipped_images": list(self.skipped),
+        }
+
+    def _validate(self, epoch: int) -> dict[str, float]:
+        """COCO AP with GT boxes and flip test, through the same pipeline as `hrpose eval`.
+
+        The Predictor is built once around the unwrapped network (not the DDP or compiled wrapper), with a
+        runtime that does not compile: building it moves nothing and wraps nothing, and it shares the
+        training weights. The network is put back in train mode afterwards.
+        """
+        from hrpose_cli.engine.model_eval import evaluate_predictor
+        from hrpose_cli.engine.predictor import Predictor
+
+        dataset, records = self.val
+        self.reporter.validation_start(epoch, len(records))
+        if self.predictor is None:
+            runtime = dataclasses.replace(self.runtime, compile=False)
+            self.predictor = Predictor(self.raw_model, self.model_config, runtime, flip=True)
+        self.raw_model.eval()
+        try:
+            outcome = evaluate_predictor(self.predictor, dataset, records, self.config.val_batch or self.config.batch,
+                                         self._workers())
+        finally:
+            self.raw_model.train()
+        return {key: float(outcome.stats[key]) for key in STAT_KEYS if key in outcome.stats}
+
+    def _end_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+        from hrpose_cli.model.checkpoints import save_checkpoint
+
+        if not _all_finite(self.raw_model):
+            raise HrposeError(self._nan_message(epoch, "end", "NaN") + " (the weights are no longer finite)")
+        self.history.append(metrics)
+        ap = metrics.get("AP")
+        improved = ap is not None and (self.best_ap is None or ap > self.best_ap)
+        if improved:
+            self.best_ap, self.best_epoch = ap, epoch
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"kind": "multistep+linear-warmup", "milestones": list(milestones(self.config.epochs)),
+                          "gamma": 0.1, "warmup_epochs": self.config.warmup_epochs, "base_lr": self.config.lr,
+                          "steps_per_epoch": self.plan.steps_per_epoch, "last_lr": metrics["lr"]},
+            "epoch": epoch,
+            "best_ap": self.best_ap,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "rng": _rng_states(self.runtime.device),
+            "skipped_images": list(self.skipped),
+        }
+        meta = {"epoch": epoch, "AP": ap, "run": str(self.run_dir), "hrpose": __version__}
+        save_checkpoint(self.run_dir / "last.pt", self.raw_model, self.model_config, train_state=state, meta=meta)
+        if improved:
+            save_checkpoint(self.run_dir / "best.pt", self.raw_model, self.model_config, meta=meta)
+        lines = "".join(json.dumps(m, allow_nan=False) + "\n" for m in self.history)
+        atomic_write(self.run_dir / "metrics.jsonl", lambda f: f.write(lines.encode()))
+        self._plot()
+
+    def _plot(self) -> None:
+        try:
+            from hrpose_cli.viz.plots import plot_curves
+        except ImportError:
+            return
+        loss = [(m["epoch"], m["loss"]) for m in self.history]
+        plot_curves({"train loss": loss}, "Training loss", self.run_dir / "loss.png", ylabel="loss")
+        ap = [(m["epoch"], m["AP"]) for m in self.history if "AP" in m]
+        if ap:
+            plot_curves({"val AP": ap}, "Validation AP (GT boxes, flip test)", self.run_dir / "ap.png", ylabel="AP")
+
+
+def _arch_names() -> tuple[str, ...]:
+    from hrpose_cli.model.hrnet import ARCHS
+
+    return tuple(ARCHS)
+
+
+def run(config: TrainConfig, reporter: TrainReporter | None = None) -> TrainResult:
+    """Train as ``config`` says (resuming when config.resume); under torchrun, one call per process."""
+    trainer = _Trainer(config, reporter)
+    try:
+        trainer.setup()
+        return trainer.run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
