@@ -110,7 +110,9 @@ def test_plan_shards_each_global_batch_and_resumes_identically():
     table = _table(23)
     one = TrainPlan(table, batch=6, epochs=3, seed=7)
     ranks = [TrainPlan(table, batch=3, epochs=3, seed=7, rank=r, world=2) for r in range(2)]
-    assert ranks[0].steps_per_epoch == ranks[1].steps_per_epoch == 4  # 22 persons (drop_last), 11 per rank
+    # 22 persons (drop_last over ranks), 11 per rank: 3 whole batches of 3, the partial fourth dropped
+    assert ranks[0].steps_per_epoch == ranks[1].steps_per_epoch == 3
+    assert ranks[0].persons_per_epoch == 18
     for epoch in (1, 2, 3):
         for step in range(ranks[0].steps_per_epoch):
             both = np.concatenate([r.rank_indices(epoch, step) for r in ranks])

@@ -12,7 +12,6 @@ a resumed run sees exactly the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -123,7 +122,9 @@ class TrainPlan:
         self.rank = rank
         self.world = world
         self.per_rank = self.num_persons // world  # DistributedSampler(drop_last=True)
-        self.steps_per_epoch = math.ceil(self.per_rank / batch)
+        # Whole batches only (the partial last one is dropped; the next epoch's permutation reaches those
+        # persons): every step has one shape, so a compiled network compiles once. Tiny sets keep one batch.
+        self.steps_per_epoch = max(1, self.per_rank // batch)
         self._cached: tuple[int, np.ndarray] | None = None
 
     @property
@@ -133,7 +134,7 @@ class TrainPlan:
     @property
     def persons_per_epoch(self) -> int:
         """Persons trained per epoch over all ranks."""
-        return self.per_rank * self.world
+        return min(self.per_rank, self.steps_per_epoch * self.batch) * self.world
 
     def __len__(self) -> int:
         return max(0, self.epochs - self.first_epoch + 1) * self.steps_per_epoch

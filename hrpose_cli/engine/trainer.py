@@ -592,7 +592,7 @@ class _Trainer:
         host = np.concatenate([crop_to_image.reshape(-1), crop_joints[..., :2].reshape(-1), visible.reshape(-1),
                                slot.astype(np.float64)]).astype(np.float32)
         device = self.runtime.device
-        packed = torch.from_numpy(host).to(device, non_blocking=True)
+        packed = self.runtime.upload(host)
         m, rest = packed[: n * 6].view(n, 2, 3), packed[n * 6 :]
         xy, rest = rest[: n * j * 2].view(n, j, 2), rest[n * j * 2 :]
         vis, index = rest[: n * j].view(n, j), rest[n * j :].long()
