@@ -6,7 +6,7 @@
 set -euo pipefail
 D=$1
 RUN=$2
-EPOCHS=${3:-300}
+EPOCHS=${3:-220}
 SPLITS=${RUN}_splits
 python3 benchmarks/split_fashion17.py "$D/fashion17/annotations/person_keypoints.json" "$SPLITS"
 COCO="--train-ann $D/coco-real/annotations/person_keypoints_train.json --train-images $D/coco-real/images"
@@ -15,7 +15,7 @@ hrpose train $COCO $COCO $COCO $COCO \
   --train-ann "$SPLITS/fashion17_train.json" --train-images "$D/fashion17/images" \
   --train-ann "$D/pelota/annotations/person_keypoints.json" --train-images "$D/pelota/images" \
   --val-ann "$D/coco-real/annotations/person_keypoints_val.json" --val-images "$D/coco-real/images" \
-  --arch w16 --input-size 256x192 --recipe seed --epochs "$EPOCHS" --batch 128 --lr 0.002 --warmup-epochs 5 \
+  --arch w16 --input-size 256x192 --recipe seed --epochs "$EPOCHS" --batch 128 --lr 0.001 --warmup-epochs 5 \
   --compile --val-every 25 --seed 0 --out "$RUN"
 python3 benchmarks/export_model.py "$RUN/best.pt" "$RUN/hrpose_default.pt"
 for flip in --flip --no-flip; do
