@@ -50,6 +50,9 @@ def predict(
     bboxes = [inference.parse_bbox(text) for text in bbox or []]
     detections = read_detections(boxes) if boxes else None
     images, videos = expand_inputs(inputs)
+    if images:
+        paths, persons = inference.plan_persons(images, bboxes, detections, min_box_score)
+        decoded = inference.decode_images(paths, persons, batch, workers, device)
     predictor = inference.load_predictor(
         weights, device, flip, decode, compile, options.parse_input_size(input_size), batch
     )
@@ -57,11 +60,10 @@ def predict(
     records: list[dict] = []
     heatmaps: list[np.ndarray] = []
     if images:
-        paths, persons = inference.plan_persons(images, bboxes, detections, min_box_score)
         with _progress(len(images)) as progress:
             task = progress.add_task("predict", total=len(images))
             estimates = inference.predict_images(
-                predictor, paths, persons, batch, workers, keep_heatmaps=save_heatmaps is not None,
+                predictor, decoded, len(persons), keep_heatmaps=save_heatmaps is not None,
                 on_batch=lambda n_images, _n: progress.advance(task, n_images),
             )
         scores = rescore(estimates.keypoints, np.array([p.score for p in persons]), RESCORE_THRESHOLD)

@@ -19,7 +19,7 @@ import numpy as np
 from hrpose_cli.data.coco import PERSON_CATEGORY
 from hrpose_cli.data.images import ImageBatch, PackedImages, batch_loader
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image
-from hrpose_cli.engine.runtime import Runtime
+from hrpose_cli.engine.runtime import Runtime, resolve_device
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.checkpoints import load_model
 
@@ -98,19 +98,23 @@ def _resolve(people: Sequence[PersonBox], shape: tuple[int, int]) -> list[Person
     return [p if p.bbox is not None else replace(p, bbox=(0.0, 0.0, float(width), float(height))) for p in people]
 
 
+def decode_images(
+    paths: Sequence[Path], persons: Sequence[PersonBox], batch_size: int, workers: int | None, device: str
+) -> Iterator[ImageBatch]:
+    """Start decoding in worker processes now, batched across images, so they work while the model loads."""
+    batches = group_by_image(list(paths), list(persons), batch_size)
+    return iter(batch_loader(batches, workers, pin_memory=resolve_device(device).type == "cuda"))
+
+
 def predict_images(
     predictor: Predictor,
-    paths: Sequence[Path],
-    persons: Sequence[PersonBox],
-    batch_size: int,
-    workers: int | None = None,
+    decoded: Iterator[ImageBatch],
+    count: int,
     keep_heatmaps: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> Estimates:
-    """Estimate every planned person; images decoded by worker processes, batched across images."""
-    batches = group_by_image(list(paths), list(persons), batch_size)
-    loader = batch_loader(batches, workers, pin_memory=predictor.runtime.device.type == "cuda")
-    return estimate(predictor, loader, _resolve, len(persons), keep_heatmaps, on_batch=on_batch)
+    """Estimate the ``count`` planned persons of decode_images' batches."""
+    return estimate(predictor, decoded, _resolve, count, keep_heatmaps, on_batch=on_batch)
 
 
 @dataclass

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from hrpose_cli.core.oks import oks_nms, rescore
 from hrpose_cli.data.coco import CocoKeypoints, PersonRecord
-from hrpose_cli.data.images import batch_loader
+from hrpose_cli.data.images import ImageBatch, batch_loader
 from hrpose_cli.engine.evaluator import coco_stats
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image
+from hrpose_cli.engine.runtime import resolve_device
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
 
@@ -42,6 +43,16 @@ def person_records(dataset: CocoKeypoints, images_dir: Path, boxes: str = "gt") 
     return records
 
 
+def decode_records(
+    records: Sequence[PersonRecord], batch_size: int, workers: int | None = None, pin_memory: bool = False
+) -> Iterator[ImageBatch]:
+    """Start decoding the records' images in worker processes now: started before the model loads, they
+    have the first batches ready when it is."""
+    persons = [PersonBox(i, tuple(r.bbox), r.score) for i, r in enumerate(records)]
+    batches = group_by_image([r.image_path for r in records], persons, batch_size)
+    return iter(batch_loader(batches, workers, pin_memory))
+
+
 def predict_records(
     predictor: Predictor,
     records: Sequence[PersonRecord],
@@ -49,12 +60,12 @@ def predict_records(
     workers: int | None = None,
     keep_heatmaps: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
+    decoded: Iterator[ImageBatch] | None = None,
 ) -> Estimates:
-    """Keypoints for each record's box, decoded images fed by worker processes."""
-    persons = [PersonBox(i, tuple(r.bbox), r.score) for i, r in enumerate(records)]
-    batches = group_by_image([r.image_path for r in records], persons, batch_size)
-    loader = batch_loader(batches, workers, pin_memory=predictor.runtime.device.type == "cuda")
-    return estimate(predictor, loader, lambda people, _shape: people, len(records), keep_heatmaps, on_batch=on_batch)
+    """Keypoints for each record's box; images from ``decoded`` (decode_records), else decoded now."""
+    if decoded is None:
+        decoded = decode_records(records, batch_size, workers, predictor.runtime.device.type == "cuda")
+    return estimate(predictor, decoded, lambda people, _shape: people, len(records), keep_heatmaps, on_batch=on_batch)
 
 
 def coco_results(records: Sequence[PersonRecord], estimates: Estimates, sigmas: np.ndarray | None = None) -> list[dict]:
@@ -126,8 +137,9 @@ def run_model_eval(
         raise HrposeError(f"{images}: images folder not found")
     dataset = CocoKeypoints.load(ann)
     records = person_records(dataset, Path(images), boxes)
+    decoded = decode_records(records, batch, workers, pin_memory=resolve_device(device).type == "cuda")
     predictor = load_predictor(weights, device, flip, decode, compile, input_size, batch)
-    estimates = predict_records(predictor, records, batch, workers, on_batch=on_batch)
+    estimates = predict_records(predictor, records, batch, on_batch=on_batch, decoded=decoded)
     results = coco_results(records, estimates, sigmas)
     stats = coco_stats(dataset, results, sigmas)
     target = Path(results_out) if results_out else Path(out or "runs/eval") / "results.json"
