@@ -50,8 +50,13 @@ def load_predictor(
     """A Predictor for a checkpoint (hrpose or official), or the embedded default model when ``weights`` is None."""
     runtime = Runtime.create(device, compile=compile)
     model, config = load_model(weights, input_size=input_size)
-    pad = batch_size if compile else None
-    return Predictor(model, config, runtime, flip=flip, decode=decode, pad_batches_to=pad)
+    # On CUDA every batch is padded to one shape, so cuDNN autotunes (and --compile compiles) once, here,
+    # while the decoding workers fill their queue, instead of again for every new batch size.
+    pad = batch_size if runtime.device.type == "cuda" else None
+    predictor = Predictor(model, config, runtime, flip=flip, decode=decode, pad_batches_to=pad)
+    if pad:
+        predictor.warm_up()
+    return predictor
 
 
 def _image_id_of(path: Path) -> int | None:

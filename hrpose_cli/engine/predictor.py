@@ -93,8 +93,8 @@ class Predictor:
         sigma: float | None = None,
         pad_batches_to: int | None = None,
     ):
-        """``pad_batches_to`` pads every batch to that many persons: a compiled network then sees one
-        shape and compiles once, instead of again for each odd-sized last batch."""
+        """``pad_batches_to`` pads every batch to that many persons: the network then sees one shape, so
+        cuDNN autotunes and torch.compile compiles once, not again for every new batch size."""
         self.config = config
         self.pad_batches_to = pad_batches_to
         self.runtime = runtime
@@ -119,6 +119,12 @@ class Predictor:
         index = self.runtime.upload(np.asarray(image_index, dtype=np.int64))
         raw = geometry.warp_crops(images.pixels, images.offsets, images.shapes, index, crop_to_image, out_wh)
         return CropBatch(geometry.normalize(raw), crop_to_image, centers, scales)
+
+    def warm_up(self) -> None:
+        """One forward of the padded batch shape: compile and autotune before any timed work."""
+        h, w = self.input_hw
+        self.heatmaps(torch.zeros((self.pad_batches_to or 1, 3, h, w), device=self.runtime.device))
+        self.runtime.synchronize()
 
     @torch.inference_mode()
     def heatmaps(self, inputs: torch.Tensor) -> torch.Tensor:
