@@ -15,6 +15,7 @@ from hrpose_cli.core.oks import rescore
 from hrpose_cli.engine import inference
 from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
 from hrpose_cli.files import atomic_write, write_json
+from hrpose_cli.model.checkpoints import default_model_note
 from hrpose_cli.data.coco import read_detections
 from hrpose_cli.data.images import expand_inputs, read_image
 
@@ -57,6 +58,8 @@ def predict(
         weights, device, flip, decode, compile, options.parse_input_size(input_size), batch
     )
 
+    if weights is None and (note := default_model_note()):
+        console.print(f"[yellow]default model:[/] {note}")
     records: list[dict] = []
     heatmaps: list[np.ndarray] = []
     if images:

@@ -19,6 +19,7 @@ from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimat
 from hrpose_cli.engine.runtime import resolve_device
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
+from hrpose_cli.model.checkpoints import default_model_note
 
 RESCORE_THRESHOLD = 0.2  # joints above this score count in the person's rescoring (official in_vis_thre)
 NMS_THRESHOLD = 0.9  # official oks_thre
@@ -159,7 +160,9 @@ def run_model_eval(
         "persons_per_s": round(t.persons_per_s, 1),
         "data_wait_fraction": round(t.data_wait_fraction, 3),
     }
-    header = [
+    note = default_model_note() if weights is None else None
+    header = [f"[yellow]default model:[/] {note}"] if note else []
+    header += [
         f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",
         f"boxes: {box_source}; model: {info['weights']} ({predictor.config.arch}, "
         f"{predictor.config.input_size[0]}x{predictor.config.input_size[1]}); flip {'on' if flip else 'off'}; decode {decode}",

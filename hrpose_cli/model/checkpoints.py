@@ -36,6 +36,12 @@ def default_weights_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def default_model_note() -> str | None:
+    """The shipped default model's own caveat (its card's 'note'), for commands to print when they use it."""
+    path = default_weights_path()
+    return read_checkpoint(path).get("meta", {}).get("note") if path else None
+
+
 def _strip_wrappers(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Drop 'module.' / '_orig_mod.' prefixes when every key carries them (a wrapped model's state dict)."""
     sd = dict(state_dict)
