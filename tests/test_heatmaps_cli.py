@@ -24,6 +24,7 @@ from hrpose_cli.model.checkpoints import save_checkpoint
 from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 from hrpose_cli.viz.colormaps import PANEL, colormap_lut
 from hrpose_cli.viz.heatmaps import sheet_layout
+from conftest import assert_one_line_error
 
 runner = CliRunner()
 INPUT_HW = (256, 192)
@@ -79,14 +80,6 @@ def _joints_in_crop(record) -> np.ndarray:
     center, scale = geometry.box_to_center_scale(record.bbox, INPUT_HW[1] / INPUT_HW[0])
     to_crop = geometry.crop_matrices(center, scale, (INPUT_HW[1], INPUT_HW[0]))
     return geometry.apply_affine(record.joints[None, :, :2], to_crop)[0]
-
-
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 def test_sheets_with_a_model_on_the_fixture(fixture_data, tiny_weights, tmp_path):
@@ -244,7 +237,7 @@ def test_real_val_data_with_a_model(shared_data, tiny_weights, tmp_path):
     result = _invoke("--ann", str(val / "annotations" / "person_keypoints_val.json"), "--images", str(val / "images"),
                      "--weights", str(tiny_weights), "--max", "2", "--joints", "left_wrist,right_wrist,nose,hips",
                      "--out", str(out))
-    _one_line_error(result, "--joints", "'hips'")
+    assert_one_line_error(result, "--joints", "'hips'")
     result = _invoke("--ann", str(val / "annotations" / "person_keypoints_val.json"), "--images", str(val / "images"),
                      "--weights", str(tiny_weights), "--max", "2", "--joints", "left_wrist,right_wrist,0",
                      "--cmap-pred", "viridis", "--out", str(out))
@@ -278,25 +271,25 @@ def test_real_val_data_with_a_model(shared_data, tiny_weights, tmp_path):
 )
 def test_bad_input_is_one_line(fixture_data, no_default_model, tmp_path, args, needles):
     out = tmp_path / "never"
-    _one_line_error(_invoke(*_fixture_args(fixture_data), *args, "--out", str(out)), *needles)
+    assert_one_line_error(_invoke(*_fixture_args(fixture_data), *args, "--out", str(out)), *needles)
     assert not out.exists()
 
 
 def test_unwritable_output_folder_is_one_line(fixture_data, no_default_model, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("keep me")
-    _one_line_error(_invoke(*_fixture_args(fixture_data), "--max", "1", "--out", str(blocker / "sub")),
+    assert_one_line_error(_invoke(*_fixture_args(fixture_data), "--max", "1", "--out", str(blocker / "sub")),
                     str(blocker), "not a folder")
-    _one_line_error(_invoke(*_fixture_args(fixture_data), "--max", "1", "--out", str(blocker)), str(blocker))
+    assert_one_line_error(_invoke(*_fixture_args(fixture_data), "--max", "1", "--out", str(blocker)), str(blocker))
     assert blocker.read_text() == "keep me"
 
 
 def test_missing_images_and_weights_are_one_line(fixture_data, no_default_model, tmp_path):
     ann = str(fixture_data / "person_keypoints.json")
-    _one_line_error(_invoke("--ann", ann, "--out", str(tmp_path)), "--images")
-    _one_line_error(_invoke("--ann", ann, "--images", str(tmp_path), "--max", "1", "--out", str(tmp_path / "o")),
+    assert_one_line_error(_invoke("--ann", ann, "--out", str(tmp_path)), "--images")
+    assert_one_line_error(_invoke("--ann", ann, "--images", str(tmp_path), "--max", "1", "--out", str(tmp_path / "o")),
                     "image not found", "coco_train2017_000000444294.jpg")
     missing_weights = str(tmp_path / "none.pt")
     result = _invoke(*_fixture_args(fixture_data), "--weights", missing_weights, "--out", str(tmp_path))
-    _one_line_error(result, "none.pt")
+    assert_one_line_error(result, "none.pt")
     assert not (tmp_path / "o").exists()

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from hrpose_cli.cli.app import app
 from hrpose_cli.model.checkpoints import save_checkpoint
 from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
+from conftest import assert_one_line_error
 
 runner = CliRunner()
 
@@ -25,14 +26,6 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 def _invoke(*args: str):
     return runner.invoke(app, ["predict", *args, "--device", "cpu", "--workers", "0"])
-
-
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 def test_predict_bbox_json_heatmaps_and_drawing(fixture_data, tiny_weights, tmp_path):
@@ -103,7 +96,7 @@ def test_predict_video_frame_by_frame(fixture_data, tiny_weights, tmp_path):
 
 
 def test_missing_image(tiny_weights, tmp_path):
-    _one_line_error(_invoke(str(tmp_path / "nope.jpg"), "--weights", str(tiny_weights)), "nope.jpg")
+    assert_one_line_error(_invoke(str(tmp_path / "nope.jpg"), "--weights", str(tiny_weights)), "nope.jpg")
 
 
 def test_corrupt_image_keeps_existing_json(tiny_weights, tmp_path):
@@ -111,7 +104,7 @@ def test_corrupt_image_keeps_existing_json(tiny_weights, tmp_path):
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     previous = tmp_path / "p.json"
     previous.write_text("[]")
-    _one_line_error(_invoke(str(bad), "--weights", str(tiny_weights), "--json", str(previous)), "bad.jpg", "not a readable image")
+    assert_one_line_error(_invoke(str(bad), "--weights", str(tiny_weights), "--json", str(previous)), "bad.jpg", "not a readable image")
     assert previous.read_text() == "[]"
 
 
@@ -120,14 +113,14 @@ def test_corrupt_image_keeps_existing_json(tiny_weights, tmp_path):
                                           ("1,2,three,4", "expected four numbers"), ("1,2,3", "expected four numbers")])
 def test_bad_bbox(fixture_data, tiny_weights, text, needle):
     image = sorted((fixture_data / "images").glob("*.jpg"))[0]
-    _one_line_error(_invoke(str(image), "--weights", str(tiny_weights), "--bbox", text), "--bbox", needle)
+    assert_one_line_error(_invoke(str(image), "--weights", str(tiny_weights), "--bbox", text), "--bbox", needle)
 
 
 def test_unreadable_checkpoint(fixture_data, tmp_path):
     weights = tmp_path / "broken.pt"
     weights.write_bytes(b"definitely not a checkpoint")
     image = sorted((fixture_data / "images").glob("*.jpg"))[0]
-    _one_line_error(_invoke(str(image), "--weights", str(weights)), "broken.pt")
+    assert_one_line_error(_invoke(str(image), "--weights", str(weights)), "broken.pt")
 
 
 def test_verbose_shows_traceback(tmp_path):
