@@ -62,11 +62,15 @@ def predict_records(
     keep_heatmaps: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
     decoded: Iterator[ImageBatch] | None = None,
+    skip_bad_images: bool = False,
 ) -> Estimates:
-    """Keypoints for each record's box; images from ``decoded`` (decode_records), else decoded now."""
+    """Keypoints for each record's box; images from ``decoded`` (decode_records), else decoded now.
+
+    An unreadable image stops with its name, or with ``skip_bad_images`` leaves its persons' rows NaN."""
     if decoded is None:
         decoded = decode_records(records, batch_size, workers, predictor.runtime.device.type == "cuda")
-    return estimate(predictor, decoded, lambda people, _shape: people, len(records), keep_heatmaps, on_batch=on_batch)
+    return estimate(predictor, decoded, lambda people, _shape: people, len(records), keep_heatmaps,
+                    skip_bad_images=skip_bad_images, on_batch=on_batch)
 
 
 def coco_results(records: Sequence[PersonRecord], estimates: Estimates, sigmas: np.ndarray | None = None) -> list[dict]:
@@ -79,7 +83,9 @@ def coco_results(records: Sequence[PersonRecord], estimates: Estimates, sigmas: 
         by_image.setdefault(record.image_id, []).append(i)
     results = []
     for image_id, members in by_image.items():
-        members = np.array(members)
+        members = np.array([i for i in members if np.isfinite(keypoints[i]).all()])  # skipped images: no rows
+        if not len(members):
+            continue
         kwargs = {} if sigmas is None else {"sigmas": sigmas}
         keep = oks_nms(keypoints[members], scores[members], areas[members], NMS_THRESHOLD, **kwargs)
         for i in members[np.asarray(keep, dtype=int)]:
@@ -101,9 +107,11 @@ def evaluate_predictor(
     batch_size: int,
     workers: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    skip_bad_images: bool = False,
 ) -> EvalOutcome:
     """Predict every record, build the results file and score it with pycocotools."""
-    estimates = predict_records(predictor, records, batch_size, workers, on_batch=on_batch)
+    estimates = predict_records(predictor, records, batch_size, workers, on_batch=on_batch,
+                                skip_bad_images=skip_bad_images)
     results = coco_results(records, estimates)
     stats = coco_stats(dataset, results)
     return EvalOutcome(stats, results, estimates, list(records))

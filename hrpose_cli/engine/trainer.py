@@ -749,7 +749,7 @@ class _Trainer:
         self.raw_model.eval()
         try:
             outcome = evaluate_predictor(self.predictor, dataset, records, self.config.val_batch or self.config.batch,
-                                         self._workers())
+                                         self._workers(), skip_bad_images=self.config.skip_bad_images)
         finally:
             self.raw_model.train()
         return {key: float(outcome.stats[key]) for key in STAT_KEYS if key in outcome.stats}
