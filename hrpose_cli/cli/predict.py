@@ -76,6 +76,7 @@ def predict(
             heatmaps.append(estimates.heatmaps)
         if out is not None:
             _draw_images(out, paths, records, score_threshold)
+            console.print(f"drawings written to {out}/")
         t = estimates.timing
         console.print(
             f"{t.images} image(s), {t.persons} person(s) in {t.total_s:.2f} s "
