@@ -22,9 +22,8 @@ OKS_SIGMAS = np.array(
 # Per-joint loss weights of the seed design: elbows/knees 1.2, wrists/ankles 1.5, the rest 1.0.
 JOINT_WEIGHTS = np.array([1.0] * 7 + [1.2, 1.2, 1.5, 1.5] + [1.0, 1.0] + [1.2, 1.2, 1.5, 1.5], dtype=np.float32)
 
-# Half-body augmentation splits the joints into these two groups.
+# Half-body augmentation splits the joints into the upper body (these) and the lower body (the rest).
 UPPER_BODY_JOINTS: tuple[int, ...] = tuple(range(11))
-LOWER_BODY_JOINTS: tuple[int, ...] = tuple(range(11, 17))
 
 # Limbs for drawing, as 0-based joint index pairs (COCO's skeleton, converted from its 1-based list).
 SKELETON: tuple[tuple[int, int], ...] = (

@@ -59,15 +59,6 @@ class PersonView:
     def ann_id(self) -> int:
         return self.record.ann_id
 
-    @property
-    def gt_combined(self) -> np.ndarray:
-        """Max over joints of the GT heatmaps (h, w)."""
-        return self.gt_heatmaps.max(axis=0)
-
-    @property
-    def pred_combined(self) -> np.ndarray | None:
-        return None if self.pred_heatmaps is None else self.pred_heatmaps.max(axis=0)
-
 
 @dataclass
 class HeatmapPlan:
