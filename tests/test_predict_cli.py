@@ -92,6 +92,7 @@ def test_predict_video_frame_by_frame(fixture_data, tiny_weights, tmp_path):
     lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
     assert [line["frame"] for line in lines] == [0, 1, 2, 3, 4] and all(len(line["persons"]) == 1 for line in lines)
     assert (out / "clip.mp4").stat().st_size > 0
+    assert not list(out.glob(".*partial*"))  # written under temporary names, then renamed
     assert [r["frame"] for r in json.loads((tmp_path / "p.json").read_text())] == [0, 1, 2, 3, 4]
 
 

@@ -1,6 +1,7 @@
 """`hrpose predict`: keypoints for people in images, folders, globs and videos."""
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -143,9 +144,11 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
     writer = lines = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        video_out = out / f"{video.stem}.mp4"
-        writer = cv2.VideoWriter(str(video_out), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (info.width, info.height))
-        lines = (out / f"{video.stem}.jsonl").open("w")
+        # Written under temporary names and renamed at the end: an interrupted run leaves earlier outputs whole.
+        finals = (out / f"{video.stem}.mp4", out / f"{video.stem}.jsonl")
+        partials = tuple(path.with_name(f".{path.stem}.partial{path.suffix}") for path in finals)
+        writer = cv2.VideoWriter(str(partials[0]), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (info.width, info.height))
+        lines = partials[1].open("w")
     frame_index = 0
     per_batch = max(1, batch // max(1, len(bboxes) or 1))
     with _progress(info.frames) as progress:
@@ -174,6 +177,8 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
     if writer is not None:
         writer.release()
         lines.close()
+        for partial, final in zip(partials, finals):
+            os.replace(partial, final)
     console.print(f"{video}: {frame_index} frame(s)" + (f" -> {out / video.stem}.mp4, .jsonl" if out else ""))
     return records
 
