@@ -96,6 +96,12 @@ def test_predict_video_frame_by_frame(fixture_data, tiny_weights, tmp_path):
     assert [r["frame"] for r in json.loads((tmp_path / "p.json").read_text())] == [0, 1, 2, 3, 4]
 
 
+def test_corrupt_video(tiny_weights, tmp_path):
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(bytes(range(256)) * 20)
+    assert_one_line_error(_invoke(str(video), "--weights", str(tiny_weights)), "broken.mp4", "cannot open the video")
+
+
 def test_missing_image(tiny_weights, tmp_path):
     assert_one_line_error(_invoke(str(tmp_path / "nope.jpg"), "--weights", str(tiny_weights)), "nope.jpg")
 

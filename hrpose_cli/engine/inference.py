@@ -6,6 +6,7 @@ either, the whole image as one person. Whole-image boxes are resolved once the i
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import threading
@@ -131,6 +132,8 @@ class VideoInfo:
 
 
 def open_video(path: Path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    # FFmpeg would print its own complaint about a broken file; our one-line error says it instead.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise HrposeError(f"{path}: cannot open the video (corrupt or unsupported format)")
