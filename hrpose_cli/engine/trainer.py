@@ -43,7 +43,7 @@ RUNS_ROOT = Path("runs") / "train"
 BASE_SIGMA = 2.0  # at an input height of 256; scaled with the height (3 at 384x288)
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 # Options that only say how to run, not what is learnt: --resume may change them.
-RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "skip_bad_images", "val_batch")
+RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "skip_bad_images", "val_batch", "time_limit")
 
 
 @dataclass
@@ -84,6 +84,10 @@ class TrainConfig:
     weights: str | None = None
     resume: bool = False
     demo: bool = False
+    teacher: str | None = None
+    teacher_min_score: float = 0.3
+    distill_features: float = 0.0
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         self.train_ann = [str(p) for p in self.train_ann]
@@ -123,6 +127,16 @@ class TrainConfig:
             bad("--warmup-epochs", self.warmup_epochs, "must be 0 or more")
         if self.sigma is not None and not (math.isfinite(self.sigma) and self.sigma > 0):
             bad("--sigma", self.sigma, "must be a positive number")
+        if not (math.isfinite(self.teacher_min_score) and 0 <= self.teacher_min_score <= 1):
+            bad("--teacher-min-score", self.teacher_min_score, "must be between 0 and 1")
+        if not (math.isfinite(self.distill_features) and self.distill_features >= 0):
+            bad("--distill-features", self.distill_features, "must be 0 or more")
+        if self.distill_features > 0 and not self.teacher:
+            bad("--distill-features", self.distill_features, "needs --teacher")
+        if self.teacher and not Path(self.teacher).is_file():
+            bad("--teacher", self.teacher, "file not found")
+        if self.time_limit is not None and not (math.isfinite(self.time_limit) and self.time_limit > 0):
+            bad("--time-limit", self.time_limit, "must be a positive number of minutes")
         if self.input_size is not None:
             h, w = self.input_size
             if h <= 0 or w <= 0 or h % 32 or w % 32:
@@ -455,7 +469,21 @@ class _Trainer:
         if self.model_config.num_joints != NUM_JOINTS:
             raise HrposeError(f"the network predicts {self.model_config.num_joints} joints; training needs {NUM_JOINTS} (COCO)")
 
-        model = self.raw_model.to(device)
+        self.raw_model.to(device)
+        self.distiller = None
+        model: nn.Module = self.raw_model
+        if config.teacher:
+            from hrpose_cli.engine.distill import Distiller, StudentWithAdapter
+
+            self.distiller = Distiller(Path(config.teacher), device, self.model_config.input_size,
+                                       self.model_config.heatmap_size, self.model_config.width,
+                                       config.teacher_min_score, config.distill_features)
+            if self.runtime.channels_last:
+                self.distiller.teacher.to(memory_format=torch.channels_last)
+            if self.distiller.adapter is not None:
+                if checkpoint is not None and "adapter" in checkpoint["train_state"]:
+                    self.distiller.adapter.load_state_dict(checkpoint["train_state"]["adapter"])
+                model = StudentWithAdapter(self.raw_model, self.distiller.adapter)
         if self.runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
         model.train()
@@ -469,7 +497,10 @@ class _Trainer:
         self.model = torch.compile(model) if config.compile else model
 
         fused = {"fused": True} if device.type == "cuda" else {}
-        self.optimizer = torch.optim.Adam(self.raw_model.parameters(), lr=config.lr, weight_decay=0.0, **fused)
+        parameters = list(self.raw_model.parameters())
+        if self.distiller is not None and self.distiller.adapter is not None:
+            parameters += list(self.distiller.adapter.parameters())
+        self.optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=0.0, **fused)
 
         # Plan and loader.
         self.first_epoch = 1
@@ -533,7 +564,7 @@ class _Trainer:
         data = self.config.to_dict()
         for key in ("train_ann", "train_images"):
             data[key] = [str(Path(p).resolve()) for p in data[key]]
-        for key in ("val_ann", "val_images", "weights"):
+        for key in ("val_ann", "val_images", "weights", "teacher"):
             if data[key]:
                 data[key] = str(Path(data[key]).resolve())
         data["out"] = str(self.run_dir.resolve())
@@ -597,18 +628,27 @@ class _Trainer:
         xy, rest = rest[: n * j * 2].view(n, j, 2), rest[n * j * 2 :]
         vis, index = rest[: n * j].view(n, j), rest[n * j :].long()
         images = batch.images.to(device)
-        return epoch, step, images, m, xy, vis, index
+        valid = self.runtime.upload((~bad).astype(np.float32))
+        return epoch, step, images, m, xy, vis, index, valid
 
-    def _forward_loss(self, images, m, xy, vis, index) -> torch.Tensor:
+    def _forward_loss(self, images, m, xy, vis, index, valid) -> torch.Tensor:
         raw = geometry.warp_crops(images.pixels, images.offsets, images.shapes, index, m, self.out_wh)
         inputs = self.runtime.input(geometry.normalize(raw))
         with self.runtime.autocast():
             out = self.model(inputs)
+        out, adapted = out if isinstance(out, tuple) else (out, None)
         with torch.no_grad():
+            taught = None
+            if self.distiller is not None:
+                xy, vis, taught = self.distiller.label(images.pixels, images.offsets, images.shapes, index, m, xy, vis,
+                                                       valid, self.runtime.autocast)
             target, weight = codec.encode(xy, vis, self.heatmap_hw, self.sigma, self.stride)
             if self.joint_weights is not None:
                 weight = weight * self.joint_weights
-        return joints_mse_loss(out.float(), target, weight)
+        loss = joints_mse_loss(out.float(), target, weight)
+        if adapted is not None:
+            loss = loss + self.distiller.feature_loss(adapted, taught, valid)
+        return loss
 
     # -- reading the loss (the only host-device syncs of an epoch) ----------------------------------
     def _read(self, loss_sum: torch.Tensor, bad_step: torch.Tensor, steps: int, epoch: int) -> float:
@@ -639,8 +679,12 @@ class _Trainer:
         loader = batch_loader(self.plan, self._workers(), pin_memory=device.type == "cuda")
         iterator = iter(loader)
         k = 0
+        run_start = time.perf_counter()
+        self.epoch_ends: list[float] = []
+        self.max_epochs = config.epochs  # the loader's plan covers this many; --time-limit may only shorten
+        epoch = self.first_epoch
         try:
-            for epoch in range(self.first_epoch, config.epochs + 1):
+            while epoch <= config.epochs:
                 self.model.train()
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
@@ -654,13 +698,13 @@ class _Trainer:
                     t0 = time.perf_counter()
                     batch = next(iterator)
                     wait += time.perf_counter() - t0
-                    e, s, images, m, xy, vis, index = self._step_inputs(k, batch)
+                    e, s, images, m, xy, vis, index, valid = self._step_inputs(k, batch)
                     assert (e, s) == (epoch, step)
                     k += 1
                     lr = config.lr * lr_factor(epoch, step, spe, config.epochs, config.warmup_epochs)
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    loss = self._forward_loss(images, m, xy, vis, index)
+                    loss = self._forward_loss(images, m, xy, vis, index, valid)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
@@ -693,14 +737,42 @@ class _Trainer:
                     _barrier(self.dist, self.runtime)
                 if self.skipped:
                     metrics["skipped_images"] = len(self.skipped)
+                self._fit_time_limit(epoch, time.perf_counter() - run_start)
                 if self.dist.main:
                     self._end_epoch(epoch, metrics)
                 self.reporter.epoch_end(metrics)
+                epoch += 1
         finally:
             del iterator
             self.reporter.close()
         return TrainResult(self.run_dir, config.epochs, self.history, self.best_ap, self.best_epoch, self.dist.world,
                            self.plan.global_batch, list(self.skipped), self.raw_model)
+
+    def _fit_time_limit(self, epoch: int, elapsed_s: float) -> None:
+        """With --time-limit, fit the run (at most --epochs) to the time left, lr schedule included.
+
+        After every epoch the epochs still to come are re-estimated from the time left and the mean epoch
+        time so far (validation included; the first epoch, which carries the start-up, only until there is a
+        second). The new total is rank 0's, and is written to config.json so that --resume keeps the schedule.
+        """
+        if self.config.time_limit is None:
+            return
+        self.epoch_ends.append(elapsed_s)
+        ends = self.epoch_ends
+        per_epoch = (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else ends[0]
+        remaining = self.config.time_limit * 60 - elapsed_s
+        fit = epoch + int(max(remaining, 0.0) // max(per_epoch, 1e-9))
+        total = torch.tensor(max(epoch, min(self.max_epochs, fit)), device=self.runtime.device)
+        if self.dist.enabled:
+            dist.broadcast(total, 0)
+        total = int(total)
+        if total != self.config.epochs:
+            self.config.epochs = total
+            if self.dist.main:
+                data = json.loads((self.run_dir / "config.json").read_text())
+                data["epochs"] = total
+                data["run"]["lr_milestones"] = list(milestones(total))
+                write_json(self.run_dir / "config.json", data)
 
     def _workers(self) -> int:
         if self.config.workers is not None:
@@ -776,6 +848,8 @@ class _Trainer:
             "rng": _rng_states(self.runtime.device),
             "skipped_images": list(self.skipped),
         }
+        if self.distiller is not None and self.distiller.adapter is not None:
+            state["adapter"] = self.distiller.adapter.state_dict()
         meta = {"epoch": epoch, "AP": ap, "run": str(self.run_dir), "hrpose": __version__}
         save_checkpoint(self.run_dir / "last.pt", self.raw_model, self.model_config, train_state=state, meta=meta)
         if improved:

@@ -294,6 +294,10 @@ class PoseHRNet(nn.Module):
                 nn.init.constant_(m.bias, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_layer(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The highest-resolution branch's output (B, width, H/4, W/4): what the final 1x1 conv reads."""
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))
         x = self.layer1(x)
@@ -301,7 +305,7 @@ class PoseHRNet(nn.Module):
         ys = self.stage2(ys)
         ys = self.stage3(self._transition(self.transition2, ys))
         ys = self.stage4(self._transition(self.transition3, ys))
-        return self.final_layer(ys[0])
+        return ys[0]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,101 @@
+"""Distillation from MoveNet: a teacher that labels every augmented training crop on the device.
+
+The teacher sees a square crop around the student's crop (same center, rotation and mirror; side = the
+student crop's height), so its joints map into the student's crop by one scale and shift, and its stride-4
+feature map lines up cell for cell with the student's heatmap grid. Where the annotation labels a joint the
+annotation wins; the teacher fills in the joints it does not label, when confident enough, and only in crops
+where it found the annotated person: MoveNet takes the person nearest the crop's middle, which in a crowd or
+a turned crop is sometimes a neighbour, so at least half of the labelled joints must lie within a tenth of the
+crop's height of the teacher's. With a feature
+weight, the student's highest-resolution features (through a 1x1 adapter, dropped after training) also learn
+to predict the teacher's FPN features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hrpose_cli.core import geometry
+from hrpose_cli.errors import HrposeError
+from hrpose_cli.model.movenet import MoveNetTeacher, decode_heads
+
+
+class StudentWithAdapter(nn.Module):
+    """The student network plus a training-only 1x1 conv from its features to the teacher's."""
+
+    def __init__(self, student: nn.Module, adapter: nn.Module):
+        super().__init__()
+        self.student = student
+        self.adapter = adapter
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.student.features(x)
+        return self.student.final_layer(features), self.adapter(features)
+
+
+class Distiller:
+    def __init__(self, teacher_json: Path, device: torch.device, input_hw: tuple[int, int],
+                 heatmap_hw: tuple[int, int], student_width: int, min_score: float, feature_weight: float):
+        self.teacher = MoveNetTeacher.load(Path(teacher_json)).to(device)
+        self.size = self.teacher.input_size
+        h, w = input_hw
+        self.heatmap_hw = heatmap_hw
+        self.min_score = min_score
+        self.agree_px = 0.1 * h
+        self.feature_weight = feature_weight
+        # teacher crop pixel -> student crop pixel: the square of side h centered on the student's crop
+        k = h / self.size
+        self.teacher_to_student = torch.tensor([[k, 0.0, w / 2 - k * self.size / 2], [0.0, k, h / 2 - k * self.size / 2]],
+                                               device=device)
+        hm_h, hm_w = heatmap_hw
+        if (hm_h - hm_w) % 2:
+            raise HrposeError(f"feature distillation needs an even heatmap height - width difference, not {hm_h}x{hm_w}")
+        self.column_offset = (hm_h - hm_w) // 2
+        self.adapter = None
+        if feature_weight > 0:  # zero-initialised: the feature loss starts at exactly 1 x its weight
+            self.adapter = nn.Conv2d(student_width, self.teacher.feature_channels, 1).to(device)
+            nn.init.zeros_(self.adapter.weight)
+            nn.init.zeros_(self.adapter.bias)
+
+    def teach(self, pixels: torch.Tensor, offsets: torch.Tensor, shapes: torch.Tensor, index: torch.Tensor,
+              crop_to_image: torch.Tensor, autocast) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The teacher's joints (B, J, 3) as x, y in student crop pixels and score, and its raw head maps."""
+        a = self.teacher_to_student
+        to_image = torch.cat([crop_to_image[:, :, :2] @ a[:, :2], crop_to_image[:, :, :2] @ a[:, 2:] + crop_to_image[:, :, 2:]], 2)
+        crops = geometry.warp_crops(pixels, offsets, shapes, index, to_image, (self.size, self.size))
+        with torch.no_grad(), autocast():
+            heads = self.teacher.heads_of(crops)
+        taught = decode_heads(heads, self.teacher.center_weight, self.teacher.distance_bias, self.size)
+        return torch.cat([taught[..., :2] @ a[:, :2].T + a[:, 2], taught[..., 2:]], -1), heads
+
+    def label(self, pixels: torch.Tensor, offsets: torch.Tensor, shapes: torch.Tensor, index: torch.Tensor,
+              crop_to_image: torch.Tensor, joints: torch.Tensor, visible: torch.Tensor, valid: torch.Tensor,
+              autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Joints (B, J, 2) and visibility (B, J) with the teacher's confident joints added, and its features."""
+        taught, heads = self.teach(pixels, offsets, shapes, index, crop_to_image, autocast)
+        taught_xy = taught[..., :2]
+        labelled = visible > 0
+        near = (torch.linalg.vector_norm(taught_xy - joints, dim=-1) < self.agree_px) & labelled
+        found = (near.sum(1) * 2 >= labelled.sum(1)) & labelled.any(1) & (valid > 0)
+        fill = ~labelled & (taught[..., 2] >= self.min_score) & found[:, None]
+        joints = torch.where(fill[..., None], taught_xy, joints)
+        visible = torch.where(fill, torch.ones_like(visible), visible)
+        features = None
+        if self.adapter is not None:
+            features = heads["features"]
+            hm_h, hm_w = self.heatmap_hw
+            if features.shape[-2:] != (hm_h, hm_h):
+                features = F.interpolate(features, size=(hm_h, hm_h), mode="bilinear", align_corners=False)
+            features = features[..., self.column_offset : self.column_offset + hm_w]
+        return joints, visible, features
+
+    def feature_loss(self, predicted: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Weighted squared error relative to the teacher features' own energy, over the valid crops."""
+        w = valid.view(-1, 1, 1, 1)
+        error = (w * (predicted.float() - target).pow(2)).sum()
+        energy = (w * target.pow(2)).sum().clamp_min(1e-6)
+        return self.feature_weight * error / energy
