@@ -96,6 +96,35 @@ def test_predict_video_frame_by_frame(fixture_data, tiny_weights, tmp_path):
     assert [r["frame"] for r in json.loads((tmp_path / "p.json").read_text())] == [0, 1, 2, 3, 4]
 
 
+def test_interrupted_video_leaves_earlier_outputs_whole_and_no_partials(fixture_data, tiny_weights, tmp_path,
+                                                                         monkeypatch):
+    from hrpose_cli.engine import inference
+
+    frame = cv2.resize(cv2.imread(str(sorted((fixture_data / "images").glob("*.jpg"))[0])), (160, 120))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for _ in range(5):
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip.jsonl").write_text("earlier run\n")
+    real = inference.predict_frames
+    calls = []
+
+    def interrupted(*args, **kwargs):  # Ctrl-C during the second batch of frames
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_frames", interrupted)
+    result = _invoke(str(video), "--weights", str(tiny_weights), "--batch", "2", "--out", str(out))
+    assert result.exit_code != 0 and len(calls) == 2
+    assert (out / "clip.jsonl").read_text() == "earlier run\n"
+    assert sorted(p.name for p in out.iterdir()) == ["clip.jsonl"]
+
+
 def test_corrupt_video(tiny_weights, tmp_path):
     video = tmp_path / "broken.mp4"
     video.write_bytes(bytes(range(256)) * 20)

@@ -149,30 +149,39 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
         partials = tuple(path.with_name(f".{path.stem}.partial{path.suffix}") for path in finals)
         writer = cv2.VideoWriter(str(partials[0]), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (info.width, info.height))
         lines = partials[1].open("w")
-    frame_index = 0
-    per_batch = max(1, batch // max(1, len(bboxes) or 1))
-    with _progress(info.frames) as progress:
-        task = progress.add_task(video.name, total=info.frames or None)
-        for frames in inference.video_frames(capture, per_batch):
-            estimates, frame_of = inference.predict_frames(predictor, frames, bboxes, save_heatmaps is not None)
-            scores = rescore(estimates.keypoints, np.ones(len(frame_of)), RESCORE_THRESHOLD)
-            frame_records = [
-                _record(video, estimates.boxes[i], estimates.keypoints[i], scores[i], frame_index + frame_of[i])
-                for i in range(len(frame_of))
-            ]
-            records.extend(frame_records)
-            if estimates.heatmaps is not None:
-                heatmaps.append(estimates.heatmaps)
-            for f, frame in enumerate(frames):
-                people = [r for r, fo in zip(frame_records, frame_of) if fo == f]
-                if lines is not None:
-                    lines.write(json.dumps({"frame": frame_index + f, "persons": people}) + "\n")
-                if writer is not None:
-                    keypoints, boxes, person_scores = _arrays(people)
-                    drawn = draw_poses(frame[:, :, ::-1], keypoints, boxes, person_scores, score_threshold)
-                    writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
-            frame_index += len(frames)
-            progress.advance(task, len(frames))
+    try:
+        frame_index = 0
+        per_batch = max(1, batch // max(1, len(bboxes) or 1))
+        with _progress(info.frames) as progress:
+            task = progress.add_task(video.name, total=info.frames or None)
+            for frames in inference.video_frames(capture, per_batch):
+                estimates, frame_of = inference.predict_frames(predictor, frames, bboxes, save_heatmaps is not None)
+                scores = rescore(estimates.keypoints, np.ones(len(frame_of)), RESCORE_THRESHOLD)
+                frame_records = [
+                    _record(video, estimates.boxes[i], estimates.keypoints[i], scores[i], frame_index + frame_of[i])
+                    for i in range(len(frame_of))
+                ]
+                records.extend(frame_records)
+                if estimates.heatmaps is not None:
+                    heatmaps.append(estimates.heatmaps)
+                for f, frame in enumerate(frames):
+                    people = [r for r, fo in zip(frame_records, frame_of) if fo == f]
+                    if lines is not None:
+                        lines.write(json.dumps({"frame": frame_index + f, "persons": people}) + "\n")
+                    if writer is not None:
+                        keypoints, boxes, person_scores = _arrays(people)
+                        drawn = draw_poses(frame[:, :, ::-1], keypoints, boxes, person_scores, score_threshold)
+                        writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
+                frame_index += len(frames)
+                progress.advance(task, len(frames))
+    except BaseException:  # an error or Ctrl-C: no half-written video or JSON lines are left behind
+        capture.release()
+        if writer is not None:
+            writer.release()
+            lines.close()
+            for partial in partials:
+                partial.unlink(missing_ok=True)
+        raise
     capture.release()
     if writer is not None:
         writer.release()
