@@ -125,3 +125,18 @@ def test_cli_bad_distillation_options(tmp_path, fixture_data, args, words):
                                  str(fixture_data / "images"), "--out", str(tmp_path / "run")] + args)
     assert_one_line_error(result, *words)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("not json", ["teacher.json", "not a TensorFlow.js graph model"]),
+    ('{"modelTopology": {"node": []}, "weightsManifest": []}', ["teacher.json", "not a MoveNet SinglePose model"]),
+    ('{"modelTopology": {"node": []}, "weightsManifest": [{"paths": ["w.bin"], "weights": []}]}',
+     ["teacher.json", "not found (w.bin)"]),
+])
+def test_cli_unusable_teacher_file(tmp_path, fixture_data, text, words):
+    teacher = tmp_path / "teacher.json"
+    teacher.write_text(text)
+    result = runner.invoke(app, ["train", "--train-ann", str(fixture_data / "person_keypoints.json"), "--train-images",
+                                 str(fixture_data / "images"), "--teacher", str(teacher), "--out", str(tmp_path / "run")])
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "run").exists()
