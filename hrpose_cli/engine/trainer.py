@@ -489,8 +489,8 @@ class _Trainer:
         model.train()
         if self.dist.enabled:
             if config.sync_bn:
+                # Swaps the BatchNorm children in place, so raw_model (maybe inside the adapter wrapper) has them too.
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-                self.raw_model = model
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
             )
