@@ -104,6 +104,28 @@ def test_cli_trains_with_the_teacher_and_keeps_its_adapter(tmp_path, teacher_jso
     assert config["teacher"] == str(teacher_json.resolve()) and config["distill_features"] == 0.001
 
 
+def test_resume_with_the_teacher_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, teacher_json, fixture_data):
+    from test_train import _StopAfter, subset, tiny
+
+    from hrpose_cli.engine import trainer
+    from hrpose_cli.engine.trainer import TrainConfig
+
+    ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 6, min_joints=5)
+    common = dict(epochs=2, batch=4, workers=1, teacher=str(teacher_json), distill_features=0.01)
+    images = fixture_data / "images"
+    trainer.run(tiny(tmp_path, ann, images, out=str(tmp_path / "whole"), **common))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(tiny(tmp_path, ann, images, out=str(tmp_path / "parts"), **common), _StopAfter(1))
+    trainer.run(TrainConfig(out=str(tmp_path / "parts"), resume=True, device="cpu", workers=1))
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "parts" / "last.pt", weights_only=True)
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    for key in a["train_state"]["adapter"]:
+        assert torch.equal(a["train_state"]["adapter"][key], b["train_state"]["adapter"][key]), key
+    assert [m["loss"] for m in a["train_state"]["history"]] == [m["loss"] for m in b["train_state"]["history"]]
+
+
 def test_time_limit_shortens_the_run_and_its_schedule(tmp_path, fixture_data):
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", "--train-ann", str(fixture_data / "person_keypoints.json"), "--train-images",
