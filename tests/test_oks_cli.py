@@ -106,3 +106,14 @@ def test_oks_bad_input(case, fixture_data, tmp_path):
 def test_oks_needs_both_files():
     result = runner.invoke(app, ["oks", "only.json"])
     assert result.exit_code == 2
+
+
+def test_the_cli_starts_without_torch():
+    """`hrpose --help`, `hrpose oks` and `hrpose eval --results` never need torch, so the app must not import it
+    (it costs over a second); commands that run a network import the engine when they run."""
+    import subprocess
+    import sys
+
+    code = "import sys, hrpose_cli.cli.app; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stdout

@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 
 from hrpose_cli.cli import options
-from hrpose_cli.engine.heatmap_view import DEFAULT_MAX_PERSONS, iter_views, parse_ids, plan_views
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.viz.colormaps import colormap_lut
+from hrpose_cli.viz.heatmaps import DEFAULT_MAX_PERSONS
 
 console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
@@ -83,6 +83,8 @@ def visualize_heatmaps(
     if columns < 1:
         raise HrposeError(f"--columns {columns}: expected at least 1")
     _check_out_dir(out)
+    from hrpose_cli.engine.heatmap_view import iter_views, parse_ids, plan_views
+
     plan = plan_views(
         ann, images, weights, parse_ids(ids), max_persons, joints, device, flip, decode,
         options.parse_input_size(input_size),

@@ -13,12 +13,8 @@ from rich.table import Table
 
 from hrpose_cli.cli import options
 from hrpose_cli.core.oks import rescore
-from hrpose_cli.engine import inference
-from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
 from hrpose_cli.files import atomic_write, write_json
-from hrpose_cli.model.checkpoints import default_model_note
 from hrpose_cli.data.coco import read_detections
-from hrpose_cli.data.images import expand_inputs, read_image
 
 console = Console(stderr=True, highlight=False)
 
@@ -46,6 +42,11 @@ def predict(
     input_size: options.InputSize = None,
 ) -> None:
     """Estimate the keypoints of people in images or videos (one person per image unless boxes are given)."""
+    from hrpose_cli.data.images import expand_inputs
+    from hrpose_cli.engine import inference
+    from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
+    from hrpose_cli.model.checkpoints import default_model_note
+
     options.check_decoder(decode)
     if bbox and boxes:
         raise typer.BadParameter("give either --bbox or --boxes, not both")
@@ -121,6 +122,7 @@ def _arrays(records: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _draw_images(out: Path, paths: list[Path], records: list[dict], score_threshold: float) -> None:
+    from hrpose_cli.data.images import read_image
     from hrpose_cli.viz.draw import draw_poses, write_image
 
     by_image: dict[Path, list[dict]] = {}
@@ -136,6 +138,9 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
                    heatmaps: list, save_heatmaps: Path | None) -> list[dict]:
     """Frame by frame: JSON lines per frame (and an annotated video) under --out; records for --json."""
     import cv2
+
+    from hrpose_cli.engine import inference
+    from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
 
     from hrpose_cli.viz.draw import draw_poses
 

@@ -6,7 +6,7 @@ prints and writes the run folder.
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -14,8 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hrpose_cli.cli.options import parse_input_size
-from hrpose_cli.engine import trainer
 from hrpose_cli.errors import HrposeError
+
+if TYPE_CHECKING:  # the engine (and torch) load when the command runs, not for `hrpose --help`
+    from hrpose_cli.engine import trainer
 
 console = Console(stderr=True, highlight=False)
 
@@ -106,6 +108,8 @@ def train(
     given = {k: v for k, v in given.items() if v is not None}
     try:
         cfg = _resolve_config(given, config, resume, rank == 0)
+        from hrpose_cli.engine import trainer
+
         result = trainer.run(cfg, RichReporter() if rank == 0 else None)
     except HrposeError as err:
         if rank != 0:
@@ -117,8 +121,10 @@ def train(
         _summary(result)
 
 
-def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: bool, say: bool) -> trainer.TrainConfig:
+def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: bool, say: bool) -> "trainer.TrainConfig":
     """Options given on the command line over the --config file over the defaults; the demo; --resume's checks."""
+    from hrpose_cli.engine import trainer
+
     if resume:
         if config_file is not None:
             raise HrposeError("--resume continues a run with its own config.json; leave out --config")
@@ -174,8 +180,9 @@ def _same_paths(a: Any, b: Any) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-class RichReporter(trainer.TrainReporter):
-    """A progress bar per epoch (loss, lr, images/s, ETA) and one line per finished epoch, on stderr."""
+class RichReporter:
+    """engine.trainer.TrainReporter's calls as a progress bar per epoch (loss, lr, images/s, ETA) and one line per
+    finished epoch, on stderr."""
 
     def __init__(self) -> None:
         self.progress: Progress | None = None
@@ -247,7 +254,7 @@ class RichReporter(trainer.TrainReporter):
             self.progress = None
 
 
-def _summary(result: trainer.TrainResult) -> None:
+def _summary(result: "trainer.TrainResult") -> None:
     table = Table(title="hrpose train", show_header=False)
     table.add_column(style="bold")
     table.add_column()

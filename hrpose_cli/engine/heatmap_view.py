@@ -31,8 +31,8 @@ from hrpose_cli.engine.predictor import CropBatch, Predictor
 from hrpose_cli.engine.runtime import Runtime
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model import checkpoints
+from hrpose_cli.viz.heatmaps import DEFAULT_MAX_PERSONS
 
-DEFAULT_MAX_PERSONS = 8
 
 
 @dataclass

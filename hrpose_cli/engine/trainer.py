@@ -221,7 +221,11 @@ def lr_factor(epoch: int, step: int, steps_per_epoch: int, epochs: int, warmup_e
 
 
 class TrainReporter:
-    """What the trainer tells the outside world (rank 0 only). The CLI renders it with rich; the default is silent."""
+    """What the trainer tells the outside world (rank 0 only); the default is silent.
+
+    Any object with these methods will do: the CLI's RichReporter renders them with rich without importing
+    this module (and torch) before the command runs.
+    """
 
     def start(self, info: dict[str, Any]) -> None: ...
 

@@ -24,6 +24,8 @@ import numpy as np
 from hrpose_cli.viz.colormaps import BACKGROUND, MUTED, PANEL, TEXT, apply_colormap, colormap_color
 from hrpose_cli.viz.draw import draw_text, fit_scale, text_size
 
+DEFAULT_MAX_PERSONS = 8  # sheets drawn when neither --max nor --ids says otherwise
+
 _OUTLINE = (10, 10, 12)
 _MARKER_LEVEL = 0.9  # markers take their colour from near the top of their heatmap's colour map
 
