@@ -8,9 +8,12 @@ original images, not on these.
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
+
+from hrpose_cli.errors import HrposeError
 
 SETS = ("coco-real", "fashion17", "pelota", "badminton")
 
@@ -21,6 +24,9 @@ def main() -> None:
     parser.add_argument("dest", type=Path)
     parser.add_argument("--quality", type=int, default=80)
     args = parser.parse_args()
+    missing = [name for name in SETS if not (args.src / name / "images").is_dir()]
+    if missing:
+        raise HrposeError(f"{args.src}: no {', '.join(missing)} image folder(s) in it (expected ../shared/data)")
     total = 0
     for name in SETS:
         shutil.copytree(args.src / name / "annotations", args.dest / name / "annotations", dirs_exist_ok=True)
@@ -37,4 +43,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (HrposeError, OSError) as err:  # one line, as the CLI's errors
+        sys.exit(f"error: {err}")

@@ -7,6 +7,7 @@ The same crops BlazePose was measured on (../shared/data/README.md), so the thre
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,7 @@ from hrpose_cli.data.coco import CocoKeypoints
 from hrpose_cli.data.images import read_image
 from hrpose_cli.engine.evaluator import STAT_NAMES, coco_stats
 from hrpose_cli.model.movenet import MoveNetTeacher
+from hrpose_cli.errors import HrposeError
 
 
 def main() -> None:
@@ -47,4 +49,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (HrposeError, OSError) as err:  # one line, as the CLI's errors
+        sys.exit(f"error: {err}")

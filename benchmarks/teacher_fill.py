@@ -7,6 +7,7 @@ crops where it found the annotated person), on each person's plain 256x192 crop 
 """
 
 import argparse
+import sys
 import contextlib
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hrpose_cli.data.augment import CropParams, crop_geometry
 from hrpose_cli.data.images import PackedImages, read_image
 from hrpose_cli.data.train_data import load_person_table
 from hrpose_cli.engine.distill import Distiller
+from hrpose_cli.errors import HrposeError
 
 BATCH = 32
 
@@ -57,4 +59,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (HrposeError, OSError) as err:  # one line, as the CLI's errors
+        sys.exit(f"error: {err}")

@@ -129,11 +129,24 @@ def test_time_limit_shortens_the_run_and_its_schedule(tmp_path, fixture_data):
     (["--teacher", "nowhere.json"], ["--teacher", "not found"]),
     (["--distill-features", "0.5"], ["--distill-features", "needs --teacher"]),
     (["--time-limit", "0"], ["--time-limit", "positive"]),
+    (["--teacher", "."], ["--teacher", "is a folder"]),
+    (["--teacher-min-score", "1.5"], ["--teacher-min-score", "between 0 and 1"]),
 ])
 def test_cli_bad_distillation_options(tmp_path, fixture_data, args, words):
     result = runner.invoke(app, ["train", "--train-ann", str(fixture_data / "person_keypoints.json"), "--train-images",
                                  str(fixture_data / "images"), "--out", str(tmp_path / "run")] + args)
     assert_one_line_error(result, *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_teacher_weights_shorter_than_the_manifest(tmp_path, fixture_data, teacher_json):
+    (tmp_path / teacher_json.name).write_text(teacher_json.read_text())
+    bin_name = teacher_json.with_suffix(".bin").name
+    (tmp_path / bin_name).write_bytes(teacher_json.with_suffix(".bin").read_bytes()[:1000])
+    result = runner.invoke(app, ["train", "--train-ann", str(fixture_data / "person_keypoints.json"), "--train-images",
+                                 str(fixture_data / "images"), "--teacher", str(tmp_path / teacher_json.name),
+                                 "--out", str(tmp_path / "run")])
+    assert_one_line_error(result, bin_name, "shorter than its manifest")
     assert not (tmp_path / "run").exists()
 
 

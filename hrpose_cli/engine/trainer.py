@@ -134,7 +134,7 @@ class TrainConfig:
         if self.distill_features > 0 and not self.teacher:
             bad("--distill-features", self.distill_features, "needs --teacher")
         if self.teacher and not Path(self.teacher).is_file():
-            bad("--teacher", self.teacher, "file not found")
+            bad("--teacher", self.teacher, "is a folder; give its movenet-thunder.json" if Path(self.teacher).is_dir() else "file not found")
         if self.time_limit is not None and not (math.isfinite(self.time_limit) and self.time_limit > 0):
             bad("--time-limit", self.time_limit, "must be a positive number of minutes")
         if self.input_size is not None:

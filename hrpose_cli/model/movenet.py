@@ -45,6 +45,8 @@ def _read_weights(model_json: Path, manifest: list[dict]) -> dict[str, np.ndarra
             if stored not in _NP_DTYPES:
                 raise HrposeError(f"{model_json}: weight {w['name']} stored as {stored}, which is not supported")
             count = int(np.prod(w["shape"])) if w["shape"] else 1
+            if offset + count * np.dtype(_NP_DTYPES[stored]).itemsize > len(data):
+                raise HrposeError(f"{model_json}: weights file {', '.join(group['paths'])} is shorter than its manifest says")
             array = np.frombuffer(data, dtype=_NP_DTYPES[stored], count=count, offset=offset)
             offset += array.nbytes
             values[w["name"]] = array.reshape(w["shape"]).astype(np.float32 if stored != "int32" else np.int32)
