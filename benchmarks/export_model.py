@@ -1,21 +1,41 @@
 """Export a training checkpoint as a small inference model: fp16 weights and the config, no optimizer state.
 
-    python benchmarks/export_model.py RUN_DIR/best.pt assets/hrpose_default.pt
+    python benchmarks/export_model.py RUN_DIR/best.pt assets/hrpose_default.pt [--raw-weights]
+
+A run trained with --ema saves the weight average as its model; --raw-weights exports the trained weights
+(kept in last.pt's training state) instead, to measure what the average gives.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
+from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.checkpoints import load_model, read_checkpoint, save_checkpoint
 
 
 def main() -> None:
-    source, target = Path(sys.argv[1]), Path(sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path)
+    parser.add_argument("target", type=Path)
+    parser.add_argument("--raw-weights", action="store_true")
+    args = parser.parse_args()
+    source, target = args.source, args.target
     model, config = load_model(source)
-    meta = read_checkpoint(source).get("meta", {})
+    checkpoint = read_checkpoint(source)
+    meta = checkpoint.get("meta", {})
+    if args.raw_weights:
+        raw = (checkpoint.get("train_state") or {}).get("raw_weights")
+        if raw is None:
+            raise HrposeError(f"{source}: no raw weights in it (only a last.pt of a run trained with --ema has them)")
+        model.load_state_dict(raw)
+        meta = {**meta, "weights": "raw (not the --ema average)"}
     save_checkpoint(target, model, config, half=True, meta={**meta, "exported_from": source.name})
     print(f"{target}: {target.stat().st_size / 2**20:.1f} MiB ({config.arch}, input {config.input_size})")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except HrposeError as err:
+        sys.exit(f"error: {err}")

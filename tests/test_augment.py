@@ -6,7 +6,8 @@ import torch
 
 from hrpose_cli.core import geometry
 from hrpose_cli.core.schema import FLIP_PAIRS
-from hrpose_cli.data.augment import AugmentConfig, CropParams, crop_geometry, half_body, sample_crop_params
+from hrpose_cli.data.augment import (PIXEL_COLUMNS, AugmentConfig, CropParams, apply_pixel_params, crop_geometry, half_body,
+                                     sample_crop_params, sample_pixel_params)
 
 
 def test_flipped_crop_equals_official_mirror_then_warp():
@@ -65,3 +66,61 @@ def test_sample_crop_params_ranges_for_both_recipes():
     assert official.rotations.min() >= -90 and official.rotations.max() <= 90
     again = sample_crop_params(np.random.default_rng(0), centers, scales, joints, AugmentConfig("official"), 0.75)
     assert np.array_equal(again.rotations, official.rotations)  # seeded: a resumed run draws the same
+
+
+def _identity(n: int) -> torch.Tensor:
+    values = np.zeros((n, len(PIXEL_COLUMNS)), dtype=np.float32)
+    for name in ("brightness", "contrast", "saturation"):
+        values[:, PIXEL_COLUMNS.index(name)] = 1
+    return torch.from_numpy(values)
+
+
+def test_pixel_changes_hand_checked():
+    crops = torch.from_numpy(np.random.default_rng(0).uniform(20, 230, (3, 3, 16, 12))).float()
+    identity = _identity(3)
+    assert torch.allclose(apply_pixel_params(crops, identity, 0), crops, atol=1e-4)
+    # An occluder over the left half of the top quarter of crop 0, taken from crop 2 (source 0.9 x 3 -> 2).
+    p = identity.clone()
+    col = PIXEL_COLUMNS.index
+    p[0, col("x1")], p[0, col("y1")], p[0, col("source")] = 0.5, 0.25, 0.9
+    out = apply_pixel_params(crops, p, 0)
+    assert torch.allclose(out[0, :, :4, :6], crops[2, :, :4, :6], atol=1e-4)
+    assert torch.allclose(out[0, :, 4:], crops[0, :, 4:], atol=1e-4) and torch.allclose(out[1:], crops[1:], atol=1e-4)
+    # A crop never occludes itself: source 0.0 at position 0 takes the next crop.
+    p[0, col("source")] = 0.0
+    assert torch.allclose(apply_pixel_params(crops, p, 0)[0, :, :4, :6], crops[1, :, :4, :6], atol=1e-4)
+    # Saturation 0 is grey (BT.601); brightness scales; contrast keeps the mean grey; blur keeps a flat crop flat.
+    p = identity.clone()
+    p[0, col("saturation")], p[1, col("brightness")], p[2, col("contrast")] = 0, 0.5, 0
+    out = apply_pixel_params(crops, p, 0)
+    grey = (crops[0] * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0)
+    assert torch.allclose(out[0], grey.expand(3, -1, -1), atol=1e-3)
+    assert torch.allclose(out[1], crops[1] * 0.5, atol=1e-3)
+    mean_grey = (crops[2] * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0).mean()
+    assert torch.allclose(out[2], mean_grey.expand(3, 16, 12), atol=1e-3)
+    flat = torch.full((1, 3, 16, 12), 100.0)
+    p = _identity(1)
+    p[0, col("blur")], p[0, col("noise")] = 2.0, 0.0
+    assert torch.allclose(apply_pixel_params(flat, p, 0), flat, atol=1e-3)
+    # Noise is seeded: the same seed adds the same noise, another seed other noise; pixels stay in [0, 255].
+    p[0, col("noise")] = 50.0
+    a, b, c = (apply_pixel_params(flat * 2.5, p, seed) for seed in (1, 1, 2))
+    assert torch.equal(a, b) and not torch.equal(a, c) and a.min() >= 0 and a.max() <= 255 and (a - 250).std() > 10
+
+
+def test_sample_pixel_params_ranges_and_recipes():
+    config = AugmentConfig("strong")
+    params = sample_pixel_params(np.random.default_rng(0), 4000, config)
+    v = {name: params.values[:, i] for i, name in enumerate(PIXEL_COLUMNS)}
+    occluded = v["x1"] > v["x0"]
+    assert abs(occluded.mean() - config.occlusion_prob) < 0.03
+    area = ((v["x1"] - v["x0"]) * (v["y1"] - v["y0"]))[occluded]
+    assert area.min() >= 0.03 - 1e-9 and area.max() <= 0.2 + 1e-9  # sides of at most sqrt(0.2 x 3) < 1: never clipped
+    assert v["x1"].max() <= 1 and v["y1"].max() <= 1 and v["x0"].min() >= 0 and v["y0"].min() >= 0
+    assert (v["brightness"] >= 0.65).all() and (v["brightness"] <= 1.35).all()
+    assert abs((v["saturation"] == 0).mean() - config.grey_prob) < 0.02
+    assert abs((v["blur"] > 0).mean() - config.blur_prob) < 0.03 and v["blur"].max() <= 2.5
+    assert abs((v["noise"] > 0).mean() - config.noise_prob) < 0.03
+    again = sample_pixel_params(np.random.default_rng(0), 4000, config)
+    assert np.array_equal(again.values, params.values) and again.noise_seed == params.noise_seed
+    assert AugmentConfig("strong").changes_pixels and not AugmentConfig("seed").changes_pixels

@@ -140,9 +140,10 @@ class _StopAfter(TrainReporter):
             raise KeyboardInterrupt
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, fixture_data):
+@pytest.mark.parametrize("recipe", [{}, {"recipe": "strong", "ema": 0.9}], ids=["seed", "strong+ema"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, fixture_data, recipe):
     ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 6, min_joints=5)
-    common = dict(epochs=3, batch=4, workers=1, val_ann=str(ann), val_images=str(fixture_data / "images"))
+    common = dict(epochs=3, batch=4, workers=1, val_ann=str(ann), val_images=str(fixture_data / "images"), **recipe)
     images = fixture_data / "images"
     whole = trainer.run(tiny(tmp_path, ann, images, out=str(tmp_path / "whole"), **common))
     with pytest.raises(KeyboardInterrupt):
@@ -155,6 +156,11 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, fixture
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    if recipe:  # the average is saved as the model; the trained weights continue from the training state
+        raw_a, raw_b = a["train_state"]["raw_weights"], b["train_state"]["raw_weights"]
+        assert all(torch.equal(raw_a[k], raw_b[k]) for k in raw_a)
+        assert not all(torch.equal(raw_a[k], a["state_dict"][k]) for k in raw_a)
+        assert a["train_state"]["ema_updates"] == b["train_state"]["ema_updates"] == 3 * 1  # 6 persons / batch 4
     for pa, pb in zip(a["train_state"]["optimizer"]["state"].values(), b["train_state"]["optimizer"]["state"].values()):
         assert all(torch.equal(pa[k], pb[k]) for k in pa)
     la = [(m["epoch"], m["loss"], m.get("AP")) for m in a["train_state"]["history"]]
@@ -233,6 +239,8 @@ def test_cli_annotation_without_usable_person(tmp_path, fixture_data):
     (["--input-size", "100x80"], "multiples of 32"),
     (["--epochs", "0"], "--epochs"),
     (["--recipe", "fancy"], "--recipe"),
+    (["--ema", "1"], "--ema"),
+    (["--ema", "-0.5"], "--ema"),
 ])
 def test_cli_bad_option_values(tmp_path, fixture_data, args, words):
     line = one_line_error(run_cli("--train-ann", str(fixture_data / "person_keypoints.json"), "--train-images",
@@ -280,3 +288,49 @@ def test_shipped_configs_are_valid():
         config = TrainConfig.from_dict(trainer.read_config_file(path), str(path))
         config.train_ann, config.train_images = ["a.json"], ["images"]
         config.validate()
+
+
+def test_weight_average_hand_checked():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    average = trainer.WeightAverage(net, decay=0.5)
+    start = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].num_batches_tracked.fill_(7)
+    average.update(net)  # decay min(0.5, 2 / 11): the new weights count 9/11
+    assert torch.allclose(average.model[0].weight, start + 9 / 11)
+    assert int(average.model[1].num_batches_tracked) == 7
+    for _ in range(20):
+        average.update(net)  # decay capped at 0.5 from the 8th update: it converges on the weights
+    assert torch.allclose(average.model[0].weight, net[0].weight, atol=1e-4)
+    assert not average.model.training and not any(p.requires_grad for p in average.model.parameters())
+
+
+def test_export_raw_weights_and_average_scripts(tmp_path, fixture_data):
+    import subprocess
+    import sys
+
+    from hrpose_cli.model.checkpoints import load_model
+
+    root = Path(__file__).resolve().parents[1]
+    ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 4, min_joints=5)
+    trainer.run(tiny(tmp_path, ann, fixture_data / "images", epochs=1, batch=2, recipe="strong", ema=0.9))
+    last = tmp_path / "run" / "last.pt"
+
+    def script(*args):
+        return subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True)
+
+    assert script("benchmarks/export_model.py", str(last), str(tmp_path / "avg.pt")).returncode == 0
+    assert script("benchmarks/export_model.py", str(last), str(tmp_path / "raw.pt"), "--raw-weights").returncode == 0
+    done = script("benchmarks/average_weights.py", str(tmp_path / "mean.pt"), str(tmp_path / "avg.pt"), str(tmp_path / "raw.pt"))
+    assert done.returncode == 0, done.stderr
+    checkpoint = torch.load(last, weights_only=True)
+    avg, raw, mean = (load_model(tmp_path / f"{n}.pt")[0].float().state_dict() for n in ("avg", "raw", "mean"))
+    key = next(k for k, v in raw.items() if v.is_floating_point() and v.numel() > 1)
+    assert torch.allclose(raw[key], checkpoint["train_state"]["raw_weights"][key].float(), atol=1e-2)
+    assert torch.allclose(avg[key], checkpoint["state_dict"][key].float(), atol=1e-2)
+    assert torch.allclose(mean[key], (avg[key] + raw[key]) / 2, atol=2e-3)
+    bad = script("benchmarks/export_model.py", str(tmp_path / "avg.pt"), str(tmp_path / "x.pt"), "--raw-weights")
+    assert bad.returncode == 1 and "no raw weights" in bad.stderr and "Traceback" not in bad.stderr
+    bad = script("benchmarks/average_weights.py", str(tmp_path / "m.pt"), str(tmp_path / "avg.pt"))
+    assert bad.returncode == 1 and "usage" in bad.stderr

