@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hrpose_cli.errors import HrposeError
-from hrpose_cli.model.hrnet import ARCHS, HighResolutionModule, HRNetConfig, PoseHRNet, count_parameters
+from hrpose_cli.model.hrnet import ARCHS, HighResolutionModule, HRNetConfig, PoseHRNet, count_parameters, fold_batchnorm
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HRPOSE_SHARED", REPO.parent / "shared"))
@@ -205,3 +205,28 @@ def test_bad_configs_raise_hrpose_error():
         HRNetConfig(input_size=(250, 192))
     with pytest.raises(HrposeError, match="unknown HRNet config keys: depth"):
         HRNetConfig.from_dict({"depth": 3})
+
+
+def test_folded_batchnorm_gives_the_same_heatmaps():
+    model = _lively_model("w16")
+    generator = torch.Generator().manual_seed(1)
+    for m in model.modules():  # statistics and affine terms far from the identity, so a wrong fold shows
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.5, generator=generator)
+            m.running_var.uniform_(0.5, 2.0, generator=generator)
+            m.weight.data.uniform_(0.5, 1.5, generator=generator)
+            m.bias.data.normal_(0, 0.2, generator=generator)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 100  # the original keeps its own
+    x = torch.randn(2, 3, 256, 192, generator=generator)
+    with torch.no_grad():
+        expected, got = model(x), folded(x)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_cpu_predictor_runs_the_folded_default_model():
+    from hrpose_cli.engine.inference import load_predictor
+
+    predictor = load_predictor(None, "cpu")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in predictor.model.modules())
