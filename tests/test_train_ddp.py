@@ -45,16 +45,18 @@ import os, sys, torch
 from hrpose_cli.engine import trainer
 out, ann, images = sys.argv[1:4]
 config = trainer.TrainConfig(train_ann=[ann], train_images=[images], model={model!r}, device="cpu", workers=0,
-                             epochs=2, batch=2, log_every=1, out=out)
+                             epochs=2, batch=2, log_every=1, out=out, **{extra!r})
 result = trainer.run(config)
 torch.save(result.model.state_dict(), os.path.join(out, "rank%s.pt" % os.environ["RANK"]))
 """
 
 
-def test_ranks_average_gradients_and_end_with_identical_weights(tmp_path, fixture_data):
+@pytest.mark.parametrize("extra", [{}, {"recipe": "strong", "ema": 0.9}], ids=["seed", "strong+ema"])
+def test_ranks_average_gradients_and_end_with_identical_weights(tmp_path, fixture_data, extra):
+    """Under --ema the saved model is each rank's weight average: equal too, as the weights it averages are."""
     ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 10, min_joints=5)
     script = tmp_path / "ddp_train.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(model=TINY)))
+    script.write_text(textwrap.dedent(SCRIPT.format(model=TINY, extra=extra)))
     out = tmp_path / "run"
     out.mkdir()
     proc = torchrun(str(script), str(out), str(ann), str(fixture_data / "images"))
