@@ -13,6 +13,7 @@ Public API: TrainConfig, TrainReporter, TrainResult, run(config, reporter) and t
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -53,7 +54,8 @@ class TrainConfig:
 
     ``arch``/``input_size`` None mean: those of ``weights`` when given, else w32 at 256x192. ``model`` (an
     HRNetConfig dict) names a network outside the named archs and wins over ``arch``. ``joint_weights`` None
-    follows the recipe (official: off, else on). ``ema`` > 0 validates and saves a moving average of the weights. ``batch`` is per process; ``sigma`` None is 2 x height/256.
+    follows the recipe (official: off, else on). ``ema`` > 0 validates and saves a moving average of the
+    weights. ``batch`` is per process; ``sigma`` None is 2 x height/256.
     """
 
     train_ann: list[str] = field(default_factory=list)
@@ -418,12 +420,11 @@ class WeightAverage:
     """
 
     def __init__(self, model: nn.Module, decay: float, updates: int = 0):
-        import copy
-
         self.decay = decay
         self.updates = updates
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        self._counters: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def update(self, model: nn.Module) -> None:
         """Fold in the model's current weights (every float tensor of its state; counters are copied)."""

@@ -7,11 +7,13 @@ strict=True; only the configuration is ours (a frozen dataclass instead of a yac
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from hrpose_cli.errors import HrposeError
 
@@ -322,10 +324,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     folded and becomes an Identity. For frozen weights only: training, and the validation that shares its
     weights, keep their BatchNorms.
     """
-    import copy
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     folded = copy.deepcopy(model).eval()
     for module in list(folded.modules()):
         if isinstance(module, nn.Sequential):
