@@ -29,7 +29,10 @@ def main() -> None:
         states.append(other.float().state_dict())
     mean = {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v for k, v in states[0].items()}
     model.load_state_dict(mean)
-    save_checkpoint(target, model, config, half=True, meta={"averaged": [p.name for p in sources]})
+    try:
+        save_checkpoint(target, model, config, half=True, meta={"averaged": [p.name for p in sources]})
+    except OSError as err:
+        raise HrposeError(f"{target}: cannot write ({err.strerror or err}: {err.filename})") from None
     print(f"{target}: mean of {len(sources)} models, {target.stat().st_size / 2**20:.1f} MiB")
 
 

@@ -30,7 +30,10 @@ def main() -> None:
             raise HrposeError(f"{source}: no raw weights in it (only a last.pt of a run trained with --ema has them)")
         model.load_state_dict(raw)
         meta = {**meta, "weights": "raw (not the --ema average)"}
-    save_checkpoint(target, model, config, half=True, meta={**meta, "exported_from": source.name})
+    try:
+        save_checkpoint(target, model, config, half=True, meta={**meta, "exported_from": source.name})
+    except OSError as err:
+        raise HrposeError(f"{target}: cannot write ({err.strerror or err}: {err.filename})") from None
     print(f"{target}: {target.stat().st_size / 2**20:.1f} MiB ({config.arch}, input {config.input_size})")
 
 

@@ -334,3 +334,10 @@ def test_export_raw_weights_and_average_scripts(tmp_path, fixture_data):
     assert bad.returncode == 1 and "no raw weights" in bad.stderr and "Traceback" not in bad.stderr
     bad = script("benchmarks/average_weights.py", str(tmp_path / "m.pt"), str(tmp_path / "avg.pt"))
     assert bad.returncode == 1 and "usage" in bad.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for bad in (script("benchmarks/export_model.py", str(last), str(blocker / "x.pt")),
+                script("benchmarks/average_weights.py", str(blocker / "m.pt"), str(tmp_path / "avg.pt"), str(tmp_path / "raw.pt")),
+                script("benchmarks/average_weights.py", str(tmp_path / "m.pt"), str(tmp_path / "avg.pt"), str(blocker))):
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 1 and len(lines) == 1 and str(blocker) in lines[0], bad.stderr

@@ -108,7 +108,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt zip, truncated file, pickled classes, permissions...
-        first_line = (str(e).strip().splitlines() or [""])[0]
+        first_line = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # torch's messages run on for lines
         raise HrposeError(f"{path}: cannot read checkpoint ({type(e).__name__}: {first_line})") from e
     if not isinstance(obj, Mapping):
         raise HrposeError(f"{path}: not a checkpoint: it holds a {type(obj).__name__}, not a dict")
