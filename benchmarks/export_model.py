@@ -1,9 +1,10 @@
 """Export a training checkpoint as a small inference model: fp16 weights and the config, no optimizer state.
 
-    python benchmarks/export_model.py RUN_DIR/best.pt assets/hrpose_default.pt [--raw-weights]
+    python benchmarks/export_model.py RUN_DIR/best.pt assets/hrpose_default.pt [--raw-weights] [--note TEXT]
 
 A run trained with --ema saves the weight average as its model; --raw-weights exports the trained weights
-(kept in last.pt's training state) instead, to measure what the average gives.
+(kept in last.pt's training state) instead, to measure what the average gives. --note stores the one-line caveat that commands print when they
+use the model as the default (the model card's short form).
 """
 
 import argparse
@@ -19,6 +20,7 @@ def main() -> None:
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
     parser.add_argument("--raw-weights", action="store_true")
+    parser.add_argument("--note", help="caveat printed by commands that use this model as the default")
     args = parser.parse_args()
     source, target = args.source, args.target
     model, config = load_model(source)
@@ -30,6 +32,8 @@ def main() -> None:
             raise HrposeError(f"{source}: no raw weights in it (only a last.pt of a run trained with --ema has them)")
         model.load_state_dict(raw)
         meta = {**meta, "weights": "raw (not the --ema average)"}
+    if args.note:
+        meta = {**meta, "note": args.note}
     try:
         save_checkpoint(target, model, config, half=True, meta={**meta, "exported_from": source.name})
     except OSError as err:

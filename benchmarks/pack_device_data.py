@@ -1,6 +1,6 @@
 """Copy the training data into DEST for a device run, JPEGs re-encoded smaller so that they fit its carry limit.
 
-    python3 benchmarks/pack_device_data.py ../shared/data .carry/data [--quality 80]
+    python3 benchmarks/pack_device_data.py ../shared/data .carry/data [--quality 75]
 
 Annotations are copied as they are (no image is resized, so every coordinate still holds). Measure AP on the
 original images, not on these.
@@ -22,7 +22,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path)
     parser.add_argument("dest", type=Path)
-    parser.add_argument("--quality", type=int, default=80)
+    parser.add_argument("--quality", type=int, default=75)
     args = parser.parse_args()
     missing = [name for name in SETS if not (args.src / name / "images").is_dir()]
     if missing:

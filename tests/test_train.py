@@ -321,7 +321,10 @@ def test_export_raw_weights_and_average_scripts(tmp_path, fixture_data):
         return subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True)
 
     assert script("benchmarks/export_model.py", str(last), str(tmp_path / "avg.pt")).returncode == 0
-    assert script("benchmarks/export_model.py", str(last), str(tmp_path / "raw.pt"), "--raw-weights").returncode == 0
+    assert script("benchmarks/export_model.py", str(last), str(tmp_path / "raw.pt"), "--raw-weights",
+                  "--note", "a caveat").returncode == 0
+    assert torch.load(tmp_path / "raw.pt", weights_only=True)["meta"]["note"] == "a caveat"
+    assert "note" not in torch.load(tmp_path / "avg.pt", weights_only=True)["meta"]
     done = script("benchmarks/average_weights.py", str(tmp_path / "mean.pt"), str(tmp_path / "avg.pt"), str(tmp_path / "raw.pt"))
     assert done.returncode == 0, done.stderr
     checkpoint = torch.load(last, weights_only=True)
@@ -341,3 +344,21 @@ def test_export_raw_weights_and_average_scripts(tmp_path, fixture_data):
                 script("benchmarks/average_weights.py", str(tmp_path / "m.pt"), str(tmp_path / "avg.pt"), str(blocker))):
         lines = bad.stderr.strip().splitlines()
         assert bad.returncode == 1 and len(lines) == 1 and str(blocker) in lines[0], bad.stderr
+
+
+def test_thin_frames_script_keeps_two_of_every_three_frames(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    images = [{"id": i, "file_name": f"f{i}.jpg"} for i in (7, 3, 5, 1, 9, 11, 13)]  # id order 1 3 5 7 9 11 13
+    anns = [{"id": 100 + i, "image_id": i} for i in (1, 5, 5, 11, 13)]
+    (tmp_path / "in.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": []}))
+    done = subprocess.run([sys.executable, "benchmarks/thin_frames.py", str(tmp_path / "in.json"),
+                           str(tmp_path / "out.json")], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert sorted(img["id"] for img in out["images"]) == [1, 3, 7, 9, 13]  # the 3rd and 6th by id go
+    assert [a["image_id"] for a in out["annotations"]] == [1, 13]
+    assert out["categories"] == []
