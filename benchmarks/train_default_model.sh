@@ -12,9 +12,15 @@
 # same global batch; BatchNorm then sees 128 at a time). Cycles 4 to 6 each trained two arms side by side and
 # kept one (benchmarks/default_model/README.md).
 set -euo pipefail
+[ $# -ge 2 ] || { echo "usage: bash benchmarks/train_default_model.sh DATA_DIR RUN_DIR [TEACHER_JSON]" >&2; exit 2; }
 D=$1
 RUN=$2
 TEACHER=${3:-.teacher/movenet-thunder.json}
+# Checked before hours of training, not when cycle 6 needs it.
+[ -f "$TEACHER" ] || { echo "error: $TEACHER: MoveNet teacher not found (bash benchmarks/fetch_teacher.sh .teacher)" >&2; exit 1; }
+for set in coco-real fashion17 pelota badminton; do
+  [ -d "$D/$set/images" ] || { echo "error: $D/$set/images: not found (DATA_DIR is laid out as ../shared/data)" >&2; exit 1; }
+done
 GPUS=${GPUS:-2}
 SPLITS=${RUN}_splits
 python3 benchmarks/split_fashion17.py "$D/fashion17/annotations/person_keypoints.json" "$SPLITS"

@@ -362,3 +362,29 @@ def test_thin_frames_script_keeps_two_of_every_three_frames(tmp_path):
     assert sorted(img["id"] for img in out["images"]) == [1, 3, 7, 9, 13]  # the 3rd and 6th by id go
     assert [a["image_id"] for a in out["annotations"]] == [1, 13]
     assert out["categories"] == []
+
+
+def test_thin_frames_and_default_model_script_bad_input_is_one_line(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "not_coco.json").write_text('{"a": 1}')
+    (tmp_path / "broken.json").write_text('{"images": [')
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    fixture = root / "tests" / "data" / "person_keypoints.json"
+    runs = [[sys.executable, "benchmarks/thin_frames.py", str(src), str(out)] for src, out in (
+        (tmp_path / "missing.json", tmp_path / "o.json"), (tmp_path / "not_coco.json", tmp_path / "o.json"),
+        (tmp_path / "broken.json", tmp_path / "o.json"), (fixture, blocker / "o.json"))]
+    if shutil.which("bash"):
+        runs += [["bash", "benchmarks/train_default_model.sh", str(tmp_path), str(tmp_path / "run"), str(blocker)],
+                 ["bash", "benchmarks/train_default_model.sh", str(tmp_path), str(tmp_path / "run"),
+                  str(tmp_path / "no_teacher.json")]]
+    for argv in runs:
+        done = subprocess.run(argv, cwd=root, capture_output=True, text=True)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), (argv, done.stderr)
+        assert str(tmp_path) in lines[0]
+    assert not (tmp_path / "o.json").exists() and not (tmp_path / "run").exists()
