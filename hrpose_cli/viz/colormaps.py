@@ -5,6 +5,7 @@ Everything here is RGB (OpenCV's own maps come out BGR and are flipped once, her
 
 from __future__ import annotations
 
+import colorsys
 from functools import lru_cache
 
 import cv2
@@ -31,6 +32,8 @@ TEXT = (235, 235, 235)
 MUTED = (150, 152, 160)
 BOX = (255, 230, 90)
 
+_GOLDEN_RATIO_CONJUGATE = (5**0.5 - 1) / 2  # hue step between consecutive track ids
+
 
 @lru_cache(maxsize=None)
 def colormap_lut(name: str) -> np.ndarray:
@@ -54,3 +57,11 @@ def colormap_color(name: str, value: float) -> tuple[int, int, int]:
     """One colour of a map, for markers and legends that must match the overlay they describe."""
     r, g, b = colormap_lut(name)[int(round(min(max(value, 0.0), 1.0) * 255))]
     return int(r), int(g), int(b)
+
+
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """A stable RGB colour for a video track, the same in every frame and every run. The hue steps round the
+    wheel by the golden ratio, so each new id lands in one of the widest gaps the earlier ids left: the ids on
+    screen together (usually close in number) get well-separated hues, at a brightness that shows on video."""
+    r, g, b = colorsys.hsv_to_rgb((track_id * _GOLDEN_RATIO_CONJUGATE) % 1.0, 0.75, 0.95)
+    return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
