@@ -11,6 +11,13 @@ from typing import BinaryIO, Callable
 from hrpose_cli.errors import HrposeError
 
 
+def normal_file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file under the current umask (0644 under 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(file)`` on a temp file beside ``path``, then move it into place in one step.
 
@@ -26,6 +33,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(tmp, normal_file_mode())  # mkstemp's 0600 would hide results from everyone else
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

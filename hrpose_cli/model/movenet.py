@@ -9,16 +9,13 @@ teacher labels a whole training batch on the GPU in one call.
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from hrpose_cli.errors import HrposeError
+from hrpose_cli.model.tfjs import GraphProgram, read_graph
 
 _PREFIX = "StatefulPartitionedCall/"
 _INPUT = _PREFIX + "sub_1"  # the normalised image, x / 127.5 - 1, as the graph computes it
@@ -30,45 +27,7 @@ _HEADS = {
     "regress": "kpt_regress_0/conv2d_6/BiasAdd",
     "offset": "kpt_offset_0/conv2d_7/BiasAdd",
 }
-_CONV_OPS = {"_FusedConv2D", "FusedDepthwiseConv2dNative", "DepthwiseConv2dNative"}
-_NP_DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32}
-
-
-def _read_weights(model_json: Path, manifest: list[dict]) -> dict[str, np.ndarray]:
-    """The graph's constants from the .bin shards (float16-quantised ones widened to float32)."""
-    values: dict[str, np.ndarray] = {}
-    for group in manifest:
-        data = b"".join((model_json.parent / p).read_bytes() for p in group["paths"])
-        offset = 0
-        for w in group["weights"]:
-            stored = w.get("quantization", {}).get("dtype", w["dtype"])
-            if stored not in _NP_DTYPES:
-                raise HrposeError(f"{model_json}: weight {w['name']} stored as {stored}, which is not supported")
-            count = int(np.prod(w["shape"])) if w["shape"] else 1
-            if offset + count * np.dtype(_NP_DTYPES[stored]).itemsize > len(data):
-                raise HrposeError(f"{model_json}: weights file {', '.join(group['paths'])} is shorter than its manifest says")
-            array = np.frombuffer(data, dtype=_NP_DTYPES[stored], count=count, offset=offset)
-            offset += array.nbytes
-            values[w["name"]] = array.reshape(w["shape"]).astype(np.float32 if stored != "int32" else np.int32)
-    return values
-
-
-def _attr(node: dict, key: str):
-    value = node.get("attr", {}).get(key, {})
-    if "s" in value:
-        return base64.b64decode(value["s"]).decode()
-    if "list" in value:
-        items = value["list"]
-        if "s" in items:
-            return [base64.b64decode(s).decode() for s in items["s"]]
-        return [int(i) for i in items.get("i", [])]
-    return None
-
-
-def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow's SAME padding: any odd pixel goes after (bottom/right), unlike torch's symmetric pad."""
-    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
+_CHANNELS_FIRST = (0, 2, 3, 1)  # the graph is NHWC; its tensors are kept NCHW here
 
 
 class MoveNetTeacher(nn.Module):
@@ -80,60 +39,10 @@ class MoveNetTeacher(nn.Module):
 
     def __init__(self, nodes: list[dict], values: dict[str, np.ndarray], source: str):
         super().__init__()
-        by_name = {n["name"]: n for n in nodes}
-        self.steps: list[tuple[str, str, list[str], dict]] = []
-        self.params = nn.ParameterDict()
-        self.sizes: dict[str, tuple[int, int]] = {}
-        needed: list[str] = []
-        seen: set[str] = set()
-
-        def visit(name: str) -> None:  # depth-first, so that every step follows its inputs
-            name = name.split(":")[0]
-            if name in seen or name == _INPUT:
-                return
-            seen.add(name)
-            node = by_name.get(name)
-            if node is None:
-                raise HrposeError(f"{source}: node {name} missing from the graph (not a MoveNet SinglePose model?)")
-            if node["op"] == "Const":
-                return
-            for i in node.get("input", []):
-                visit(i)
-            needed.append(name)
-
-        for head in _HEADS.values():
-            visit(_PREFIX + head)
-        for k, name in enumerate(needed):
-            node = by_name[name]
-            op, inputs = node["op"], [i.split(":")[0] for i in node.get("input", [])]
-            key = f"p{k}"
-            if op in _CONV_OPS:
-                weight = torch.from_numpy(values[inputs[1]])  # HWIO (conv) or HWC1 (depthwise)
-                if op == "_FusedConv2D":
-                    weight = weight.permute(3, 2, 0, 1)
-                else:
-                    weight = weight.permute(2, 3, 0, 1)
-                self.params[key + "w"] = nn.Parameter(weight.contiguous(), requires_grad=False)
-                if len(inputs) > 2:
-                    self.params[key + "b"] = nn.Parameter(torch.from_numpy(values[inputs[2]]), requires_grad=False)
-                strides = _attr(node, "strides") or [1, 1, 1, 1]
-                info = {"stride": strides[1], "padding": _attr(node, "padding"), "fused": _attr(node, "fused_ops") or [],
-                        "depthwise": op != "_FusedConv2D"}
-                self.steps.append(("conv", name, inputs[:1], {**info, "key": key}))
-            elif op == "AddV2":
-                self.steps.append(("add", name, inputs, {}))
-            elif op == "ResizeBilinear":
-                size = values.get(inputs[1])
-                if size is None:
-                    raise HrposeError(f"{source}: {name} resizes to a computed size; only constant sizes are supported")
-                self.steps.append(("resize", name, inputs[:1], {"size": tuple(int(v) for v in size)}))
-            elif op in ("Relu", "Relu6"):
-                self.steps.append((op.lower(), name, inputs, {}))
-            else:
-                raise HrposeError(f"{source}: operation {op} ({name}) is not supported in MoveNet's body")
-        self.heads = {k: _PREFIX + v for k, v in _HEADS.items()}
-        self.feature_channels = next(int(self.params[info["key"] + "w"].shape[0])
-                                     for _, name, _, info in self.steps if name == _PREFIX + _FEATURES)
+        self.body = GraphProgram.from_graph(nodes, values, _INPUT, [_PREFIX + h for h in _HEADS.values()], source,
+                                            input_layout=_CHANNELS_FIRST, output_layout=_CHANNELS_FIRST,
+                                            expected="a MoveNet SinglePose")
+        self.feature_channels = int(self.body.params[self.body.weight_key(_PREFIX + _FEATURES)].shape[0])
         center_weight = values["ConstantFolding/" + _PREFIX + "truediv_2_recip"][..., 0]
         self.register_buffer("center_weight", torch.from_numpy(center_weight.copy()), persistent=False)
         self.distance_bias = float(values[_PREFIX + "add_5/y"])
@@ -142,46 +51,13 @@ class MoveNetTeacher(nn.Module):
     @classmethod
     def load(cls, model_json: Path) -> "MoveNetTeacher":
         """Read ``movenet-thunder.json`` (or -lightning) and its weights file beside it."""
-        model_json = Path(model_json)
-        try:
-            spec = json.loads(model_json.read_text())
-            nodes = spec["modelTopology"]["node"]
-            values = _read_weights(model_json, spec["weightsManifest"])
-        except FileNotFoundError as err:
-            raise HrposeError(f"{model_json}: not found ({Path(err.filename).name})") from None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise HrposeError(f"{model_json}: not a TensorFlow.js graph model ({err})") from None
+        nodes, values = read_graph(Path(model_json))
         return cls(nodes, values, str(model_json)).eval()
 
     def heads_of(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
         """The four raw head maps and the FPN features they read, each (B, C, S/4, S/4), for RGB crops in [0, 255]."""
-        tensors = {_INPUT: rgb / 127.5 - 1.0}
-        for kind, name, inputs, info in self.steps:
-            x = tensors[inputs[0]]
-            if kind == "conv":
-                weight = self.params[info["key"] + "w"]
-                bias = self.params[info["key"] + "b"] if info["key"] + "b" in self.params else None
-                stride = info["stride"]
-                if info["padding"] == "SAME":
-                    top, bottom = _same_padding(x.shape[2], weight.shape[2], stride)
-                    left, right = _same_padding(x.shape[3], weight.shape[3], stride)
-                    x = F.pad(x, (left, right, top, bottom))
-                x = F.conv2d(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), stride,
-                             groups=x.shape[1] if info["depthwise"] else 1)
-                if "Relu6" in info["fused"]:
-                    x = x.clamp(0.0, 6.0)
-                elif "Relu" in info["fused"]:
-                    x = x.clamp(min=0.0)
-            elif kind == "add":
-                x = x + tensors[inputs[1]]
-            elif kind == "resize":
-                x = F.interpolate(x, size=info["size"], mode="bilinear", align_corners=False)
-            elif kind == "relu6":
-                x = x.clamp(0.0, 6.0)
-            else:
-                x = x.clamp(min=0.0)
-            tensors[name] = x
-        return {k: tensors[v].float() for k, v in self.heads.items()}
+        outputs = self.body(rgb / 127.5 - 1.0)
+        return {k: v.float() for k, v in zip(_HEADS, outputs)}
 
     @torch.no_grad()
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
