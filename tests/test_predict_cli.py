@@ -53,7 +53,8 @@ def test_predict_folder_whole_image_batches_across_images(shared_data, tiny_weig
     sources = sorted((shared_data / "coco-real" / "images").glob("coco_val2017_*.jpg"))[:5]
     for src in sources:
         (folder / src.name).write_bytes(src.read_bytes())
-    result = _invoke(str(folder), "--weights", str(tiny_weights), "--batch", "2", "--json", str(tmp_path / "p.json"))
+    result = _invoke(str(folder), "--weights", str(tiny_weights), "--batch", "2", "--json", str(tmp_path / "p.json"),
+                     "--detector", "none")
     assert result.exit_code == 0, result.output
     records = json.loads((tmp_path / "p.json").read_text())
     assert [Path(r["image"]).name for r in records] == [s.name for s in sources]
@@ -87,7 +88,7 @@ def test_predict_video_frame_by_frame(fixture_data, tiny_weights, tmp_path):
     writer.release()
     out = tmp_path / "out"
     result = _invoke(str(video), "--weights", str(tiny_weights), "--batch", "2", "--out", str(out),
-                     "--json", str(tmp_path / "p.json"))
+                     "--json", str(tmp_path / "p.json"), "--detector", "none")
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in (out / "clip.jsonl").read_text().splitlines()]
     assert [line["frame"] for line in lines] == [0, 1, 2, 3, 4] and all(len(line["persons"]) == 1 for line in lines)

@@ -47,3 +47,25 @@ def check_decoder(name: str) -> str:
     if name not in DECODERS:
         raise HrposeError(f"--decode {name!r}: expected one of {', '.join(DECODERS)}")
     return name
+
+
+DETECTOR_NAMES = ("nanodet", "none")
+Detector = Annotated[
+    str,
+    typer.Option("--detector", help="Person detector when no boxes are given: nanodet (shipped) or none (the whole image is one person)."),
+]
+
+
+def check_detector(name: str) -> str:
+    if name not in DETECTOR_NAMES:
+        raise HrposeError(f"--detector {name!r}: expected one of {', '.join(DETECTOR_NAMES)}")
+    return name
+
+
+def check_det_threshold(value: float | None, default: float) -> float:
+    """The detector's score threshold, strictly between 0 and 1."""
+    if value is None:
+        return default
+    if not 0.0 < value < 1.0:
+        raise HrposeError(f"--det-threshold {value}: must lie strictly between 0 and 1")
+    return value

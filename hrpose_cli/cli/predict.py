@@ -13,8 +13,10 @@ from rich.table import Table
 
 from hrpose_cli.cli import options
 from hrpose_cli.core.oks import rescore
+from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write, write_json
 from hrpose_cli.data.coco import read_detections
+from hrpose_cli.engine.thresholds import PREDICT_THRESHOLD
 
 console = Console(stderr=True, highlight=False)
 
@@ -40,71 +42,123 @@ def predict(
     decode: options.Decode = "argmax",
     compile: options.Compile = False,
     input_size: options.InputSize = None,
+    detector: options.Detector = "nanodet",
+    det_threshold: Annotated[
+        Optional[float], typer.Option("--det-threshold", help=f"Detector score a person box needs (default {PREDICT_THRESHOLD}).")
+    ] = None,
+    save_boxes: Annotated[
+        Optional[Path], typer.Option("--save-boxes", help="Write the detected person boxes as a COCO detection results file.")
+    ] = None,
 ) -> None:
-    """Estimate the keypoints of people in images or videos (one person per image unless boxes are given)."""
+    """Find the people in images or videos and estimate their keypoints (a detector finds them unless boxes are given)."""
     from hrpose_cli.data.images import expand_inputs
     from hrpose_cli.engine import inference
     from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
     from hrpose_cli.model.checkpoints import default_model_note
 
     options.check_decoder(decode)
+    threshold = options.check_det_threshold(det_threshold, PREDICT_THRESHOLD)
     if bbox and boxes:
         raise typer.BadParameter("give either --bbox or --boxes, not both")
+    detect = options.check_detector(detector) != "none" and not bbox and not boxes
+    if save_boxes is not None and not detect:
+        raise HrposeError("--save-boxes writes the detector's boxes: it needs the detector (no --bbox, --boxes or --detector none)")
     bboxes = [inference.parse_bbox(text) for text in bbox or []]
     detections = read_detections(boxes) if boxes else None
     images, videos = expand_inputs(inputs)
+    device_type = inference.resolve_device(device).type
     if images:
         paths, persons = inference.plan_persons(images, bboxes, detections, min_box_score)
-        decoded = inference.decode_images(paths, persons, batch, workers, device)
+        per_batch = inference.images_per_detection_batch(batch, device_type) if detect else batch
+        decoded = inference.decode_images(paths, persons, per_batch, workers, device)
     predictor = inference.load_predictor(
         weights, device, flip, decode, compile, options.parse_input_size(input_size), batch
     )
+    person_detector = inference.load_detector(predictor, threshold) if detect else None
 
     if weights is None and (note := default_model_note()):
         console.print(f"[yellow]default model:[/] {note}")
     records: list[dict] = []
     heatmaps: list[np.ndarray] = []
+    found_per_image: dict[str, int] | None = None
     if images:
+        people = inference.DetectedPeople(person_detector) if person_detector else None
         with _progress(len(images)) as progress:
             task = progress.add_task("predict", total=len(images))
             estimates = inference.predict_images(
-                predictor, decoded, len(persons), keep_heatmaps=save_heatmaps is not None,
-                on_batch=lambda n_images, _n: progress.advance(task, n_images),
+                predictor, decoded, None if people else len(persons), keep_heatmaps=save_heatmaps is not None,
+                on_batch=lambda n_images, _n: progress.advance(task, n_images), people=people,
             )
-        scores = rescore(estimates.keypoints, np.array([p.score for p in persons]), RESCORE_THRESHOLD)
-        for i, path in enumerate(paths):
-            records.append(_record(path, estimates.boxes[i], estimates.keypoints[i], scores[i]))
+        if people is not None:
+            person_paths = [paths[item[0].index] for item in people.found]
+            box_scores = np.array(people.scores)
+            found_per_image = {str(paths[item[0].index]): len(found.scores) for item, found in people.per_item}
+        else:
+            person_paths, box_scores = paths, np.array([p.score for p in persons])
+        scores = rescore(estimates.keypoints, box_scores, RESCORE_THRESHOLD)
+        for i, path in enumerate(person_paths):
+            det_score = float(box_scores[i]) if people is not None else None
+            records.append(_record(path, estimates.boxes[i], estimates.keypoints[i], scores[i], det_score=det_score))
         if estimates.heatmaps is not None:
             heatmaps.append(estimates.heatmaps)
         if out is not None:
-            _draw_images(out, paths, records, score_threshold)
+            _draw_images(out, [Path(p) for p in (found_per_image or {})] or paths, records, score_threshold)
             console.print(f"drawings written to {out}/")
         t = estimates.timing
+        nobody = sum(1 for n in (found_per_image or {}).values() if n == 0)
         console.print(
             f"{t.images} image(s), {t.persons} person(s) in {t.total_s:.2f} s "
             f"({t.persons_per_s:.1f} persons/s, waiting for images {t.data_wait_fraction:.0%}) on {predictor.runtime.device}"
+            + (f"; nobody found in {nobody} image(s)" if nobody else "")
         )
     for video in videos:
-        records.extend(_predict_video(predictor, video, bboxes, batch, out, score_threshold, heatmaps, save_heatmaps))
+        records.extend(_predict_video(predictor, video, bboxes, batch, out, score_threshold, heatmaps, save_heatmaps,
+                                      person_detector))
 
     if json_out is not None:
         write_json(json_out, records)
     if save_heatmaps is not None:
         stacked = np.concatenate(heatmaps) if heatmaps else np.zeros((0,), np.float32)
         atomic_write(save_heatmaps, lambda f: np.savez_compressed(f, heatmaps=stacked))
-    _render(records)
+    if save_boxes is not None:
+        write_json(save_boxes, _detection_results(records))
+    _render(records, found_per_image)
 
 
-def _record(path: Path, box: np.ndarray, keypoints: np.ndarray, score: float, frame: int | None = None) -> dict:
+def _record(path: Path, box: np.ndarray, keypoints: np.ndarray, score: float, frame: int | None = None,
+            det_score: float | None = None, track_id: int | None = None) -> dict:
     record = {
         "image": str(path),
         "bbox": [round(float(v), 2) for v in box],
         "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
         "score": float(score),
     }
+    if det_score is not None:
+        record["det_score"] = round(det_score, 4)
     if frame is not None:
         record["frame"] = frame
+    if track_id is not None:
+        record["track_id"] = track_id
     return record
+
+
+def _detection_results(records: list[dict]) -> list[dict]:
+    """Detected boxes as a COCO detection results file that `--boxes` reads back (matched by file_name).
+
+    Video frames have no file of their own: only image records are written.
+    """
+    from hrpose_cli.engine.inference import image_id_of
+
+    results = []
+    for record in records:
+        if "frame" in record:
+            continue
+        path = Path(record["image"])
+        entry = {"file_name": path.name, "category_id": 1, "bbox": record["bbox"], "score": record["det_score"]}
+        if (image_id := image_id_of(path)) is not None:
+            entry["image_id"] = image_id
+        results.append(entry)
+    return results
 
 
 def _progress(total: int) -> Progress:
@@ -121,30 +175,37 @@ def _arrays(records: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return keypoints, boxes, scores
 
 
-def _draw_images(out: Path, paths: list[Path], records: list[dict], score_threshold: float) -> None:
+def _draw_images(out: Path, images: list[Path], records: list[dict], score_threshold: float) -> None:
+    """Every image with its people drawn (an image where nobody was found is written as it is)."""
     from hrpose_cli.data.images import read_image
     from hrpose_cli.viz.draw import draw_poses, write_image
 
-    by_image: dict[Path, list[dict]] = {}
-    for path, record in zip(paths, records):
-        by_image.setdefault(path, []).append(record)
-    for path, people in by_image.items():
-        keypoints, boxes, scores = _arrays(people)
+    by_image: dict[str, list[dict]] = {}
+    for record in records:
+        by_image.setdefault(record["image"], []).append(record)
+    for path in dict.fromkeys(images):
+        keypoints, boxes, scores = _arrays(by_image.get(str(path), []))
         rgb = read_image(path)[:, :, ::-1]
         write_image(out / f"{path.stem}.jpg", draw_poses(rgb, keypoints, boxes, scores, score_threshold))
 
 
 def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None, score_threshold: float,
-                   heatmaps: list, save_heatmaps: Path | None) -> list[dict]:
-    """Frame by frame: JSON lines per frame (and an annotated video) under --out; records for --json."""
+                   heatmaps: list, save_heatmaps: Path | None, detector=None) -> list[dict]:
+    """Frame by frame: JSON lines per frame (and an annotated video) under --out; records for --json.
+
+    With the detector, people are followed from frame to frame: each record gets a ``track_id`` and each
+    track is drawn in its own colour."""
     import cv2
 
+    from hrpose_cli.core.schema import OKS_SIGMAS
+    from hrpose_cli.core.tracking import Tracker
     from hrpose_cli.engine import inference
     from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
-
+    from hrpose_cli.viz.colormaps import track_colour
     from hrpose_cli.viz.draw import draw_poses
 
     capture, info = inference.open_video(video)
+    tracker = Tracker(OKS_SIGMAS) if detector is not None else None
     records: list[dict] = []
     writer = lines = None
     if out is not None:
@@ -156,26 +217,36 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
         lines = partials[1].open("w")
     try:
         frame_index = 0
-        per_batch = max(1, batch // max(1, len(bboxes) or 1))
+        if detector is not None:
+            per_batch = inference.images_per_detection_batch(batch, predictor.runtime.device.type)
+        else:
+            per_batch = max(1, batch // max(1, len(bboxes) or 1))
         with _progress(info.frames) as progress:
             task = progress.add_task(video.name, total=info.frames or None)
             for frames in inference.video_frames(capture, per_batch):
-                estimates, frame_of = inference.predict_frames(predictor, frames, bboxes, save_heatmaps is not None)
-                scores = rescore(estimates.keypoints, np.ones(len(frame_of)), RESCORE_THRESHOLD)
-                frame_records = [
-                    _record(video, estimates.boxes[i], estimates.keypoints[i], scores[i], frame_index + frame_of[i])
-                    for i in range(len(frame_of))
-                ]
-                records.extend(frame_records)
+                estimates, frame_of, box_scores = inference.predict_frames(
+                    predictor, frames, bboxes, save_heatmaps is not None, detector)
+                scores = rescore(estimates.keypoints, box_scores, RESCORE_THRESHOLD)
                 if estimates.heatmaps is not None:
                     heatmaps.append(estimates.heatmaps)
                 for f, frame in enumerate(frames):
-                    people = [r for r, fo in zip(frame_records, frame_of) if fo == f]
+                    members = [i for i, fo in enumerate(frame_of) if fo == f]
+                    tracks = (tracker.update(estimates.boxes[members], estimates.keypoints[members])
+                              if tracker is not None else [None] * len(members))
+                    people = [
+                        _record(video, estimates.boxes[i], estimates.keypoints[i], scores[i], frame_index + f,
+                                float(box_scores[i]) if detector is not None else None,
+                                None if track is None else int(track))
+                        for i, track in zip(members, tracks)
+                    ]
+                    records.extend(people)
                     if lines is not None:
                         lines.write(json.dumps({"frame": frame_index + f, "persons": people}) + "\n")
                     if writer is not None:
                         keypoints, boxes, person_scores = _arrays(people)
-                        drawn = draw_poses(frame[:, :, ::-1], keypoints, boxes, person_scores, score_threshold)
+                        colours = None if tracker is None else [track_colour(p["track_id"]) for p in people]
+                        drawn = draw_poses(frame[:, :, ::-1], keypoints, boxes, person_scores, score_threshold,
+                                           box_colours=colours)
                         writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
                 frame_index += len(frames)
                 progress.advance(task, len(frames))
@@ -191,13 +262,40 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
     if writer is not None:
         writer.release()
         lines.close()
+    if frame_index == 0:
+        if writer is not None:
+            for partial in partials:
+                partial.unlink(missing_ok=True)
+        raise HrposeError(f"{video}: no readable frame in this video")
+    if writer is not None:
         for partial, final in zip(partials, finals):
             os.replace(partial, final)
-    console.print(f"{video}: {frame_index} frame(s)" + (f" -> {out / video.stem}.mp4, .jsonl" if out else ""))
+    summary = f"{video}: {frame_index} frame(s)"
+    if tracker is not None:
+        lengths = np.bincount([r["track_id"] for r in records]) if records else np.zeros(0, int)
+        lengths = lengths[lengths > 0]
+        summary += f", {len(lengths)} track(s)" + (f" (median {np.median(lengths):.0f} frames, longest {lengths.max()})"
+                                                    if len(lengths) else "")
+    console.print(summary + (f" -> {out / video.stem}.mp4, .jsonl" if out else ""))
     return records
 
 
-def _render(records: list[dict]) -> None:
+def _render(records: list[dict], found_per_image: dict[str, int] | None = None) -> None:
+    """A table of what was found: per person, or with the detector per image (how many people it found)."""
+    if found_per_image is not None:
+        if not found_per_image or len(found_per_image) > 20:
+            return
+        table = Table(title="hrpose predict", title_justify="left")
+        for column in ("image", "people", "box scores", "joints > 0.3"):
+            table.add_column(column)
+        for image, count in found_per_image.items():
+            mine = [r for r in records if r["image"] == image]
+            joints = [int((np.array(r["keypoints"]).reshape(-1, 3)[:, 2] > 0.3).sum()) for r in mine]
+            table.add_row(Path(image).name, str(count) if count else "nobody found",
+                          ", ".join(f"{r['det_score']:.2f}" for r in mine[:8]) + (" ..." if len(mine) > 8 else ""),
+                          ", ".join(map(str, joints[:8])) + (" ..." if len(mine) > 8 else ""))
+        console.print(table)
+        return
     if not records or len(records) > 20:
         return
     table = Table(title="hrpose predict", title_justify="left")

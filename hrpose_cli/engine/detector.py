@@ -16,13 +16,10 @@ from hrpose_cli.core import geometry
 from hrpose_cli.core.boxes import batched_nms, xyxy_to_xywh
 from hrpose_cli.data.images import PackedImages
 from hrpose_cli.engine.runtime import Runtime
+from hrpose_cli.engine.thresholds import PREDICT_THRESHOLD
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.nanodet import INPUT_SIZE, load_nanodet
 
-DETECTORS = ("nanodet", "none")
-# Chosen on coco-real *train* (benchmarks/detector_thresholds.py), so that val figures stay unbiased:
-PREDICT_THRESHOLD = 0.35  # drawings: the best F1 of detected vs. labelled people at IoU 0.5
-EVAL_THRESHOLD = 0.05  # evaluation: the best keypoint AP with detected boxes
 NMS_IOU = 0.6  # NanoDet's own
 MAX_CANDIDATES = 200  # best-scored cells per image that enter NMS
 MAX_DETECTIONS = 100  # per image, as COCO's detection protocol

@@ -1,7 +1,8 @@
 """`predict`'s engine: which persons to estimate in which images or video frames, and running them.
 
-Persons come from explicit boxes (``--bbox``), a COCO detection results file (``--boxes``), or, without
-either, the whole image as one person. Whole-image boxes are resolved once the image is decoded.
+Persons come from explicit boxes (``--bbox``), a COCO detection results file (``--boxes``), the person
+detector run on each decoded batch, or (``--detector none``) the whole image as one person. Whole-image
+boxes are resolved once the image is decoded.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 
 from hrpose_cli.data.coco import PERSON_CATEGORY
 from hrpose_cli.data.images import ImageBatch, PackedImages, batch_loader
-from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image
+from hrpose_cli.engine.detector import Detections, PersonDetector
+from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image, per_image
 from hrpose_cli.engine.runtime import Runtime, resolve_device
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.checkpoints import load_model
@@ -63,7 +65,7 @@ def load_predictor(
     return predictor
 
 
-def _image_id_of(path: Path) -> int | None:
+def image_id_of(path: Path) -> int | None:
     """COCO-style ids are the trailing digits of the file name (000000397133.jpg -> 397133)."""
     match = re.search(r"(\d+)$", path.stem)
     return int(match.group(1)) if match else None
@@ -90,7 +92,7 @@ def plan_persons(
         by_key.setdefault(det.get("file_name", det.get("image_id")), []).append(det)
     for path in images:
         if detections is not None:
-            dets = by_key.get(path.name, []) + by_key.get(_image_id_of(path), [])
+            dets = by_key.get(path.name, []) + by_key.get(image_id_of(path), [])
             for det in dets:
                 if det.get("score", 1.0) >= min_box_score:
                     add(path, tuple(float(v) for v in det["bbox"]), float(det.get("score", 1.0)))
@@ -115,15 +117,54 @@ def decode_images(
     return iter(batch_loader(batches, workers, pin_memory=resolve_device(device).type == "cuda"))
 
 
+class DetectedPeople:
+    """The persons of each batch as the detector finds them, numbered in the order found (a BoxesOf).
+
+    ``found`` keeps, per person, the caller's item of its image; ``per_item`` every image's detections,
+    so that images where nobody was found can be told apart from images that failed to decode.
+    """
+
+    def __init__(self, detector: PersonDetector):
+        self.detector = detector
+        self.found: list[object] = []
+        self.scores: list[float] = []
+        self.per_item: list[tuple[object, Detections]] = []
+
+    def __call__(self, batch: ImageBatch, images: PackedImages) -> list[list[PersonBox]]:
+        people: list[list[PersonBox]] = []
+        for item, found in zip(batch.items, self.detector.detect(images)):
+            self.per_item.append((item, found))
+            mine = []
+            for box, score in zip(found.boxes, found.scores):
+                mine.append(PersonBox(len(self.found), tuple(float(v) for v in box), float(score)))
+                self.found.append(item)
+                self.scores.append(float(score))
+            people.append(mine)
+        return people
+
+
+def images_per_detection_batch(batch: int, device_type: str) -> int:
+    """Images per batch when the detector finds the persons: ``batch`` on a GPU; on the CPU at most 8, so that
+    the first results (and the progress bar) do not wait for 64 photos' worth of detection."""
+    return batch if device_type == "cuda" else max(1, min(batch, 8))
+
+
+def load_detector(predictor: Predictor, threshold: float) -> PersonDetector:
+    """The shipped person detector on the pose model's runtime."""
+    return PersonDetector(predictor.runtime, threshold)
+
+
 def predict_images(
     predictor: Predictor,
     decoded: Iterator[ImageBatch],
-    count: int,
+    count: int | None,
     keep_heatmaps: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
+    people: DetectedPeople | None = None,
 ) -> Estimates:
-    """Estimate the ``count`` planned persons of decode_images' batches."""
-    return estimate(predictor, decoded, _resolve, count, keep_heatmaps, on_batch=on_batch)
+    """Estimate the ``count`` planned persons of decode_images' batches, or with ``people`` whoever the detector finds."""
+    boxes_of = people if people is not None else per_image(_resolve)
+    return estimate(predictor, decoded, boxes_of, count, keep_heatmaps, on_batch=on_batch)
 
 
 @dataclass
@@ -177,13 +218,19 @@ def predict_frames(
     frames: Sequence[np.ndarray],
     bboxes: Sequence[tuple[float, float, float, float]] = (),
     keep_heatmaps: bool = False,
-) -> tuple[Estimates, list[int]]:
-    """Estimate persons in a group of frames (each frame: the given boxes, or the whole frame).
+    detector: PersonDetector | None = None,
+) -> tuple[Estimates, list[int], np.ndarray]:
+    """Estimate persons in a group of frames: the given boxes, the detector's, or the whole frame.
 
-    Returns the estimates and, per person, the index of its frame in the group.
+    Returns the estimates, per person the index of its frame in the group, and per person its box score.
     """
+    if detector is not None:
+        people = DetectedPeople(detector)
+        batch = ImageBatch(PackedImages.pack(frames), list(range(len(frames))))
+        estimates = estimate(predictor, [batch], people, None, keep_heatmaps)
+        return estimates, [int(f) for f in people.found], np.array(people.scores)
     per_frame = list(bboxes) or [None]
     persons = [[PersonBox(f * len(per_frame) + k, box) for k, box in enumerate(per_frame)] for f in range(len(frames))]
     batch = ImageBatch(PackedImages.pack(frames), persons)
-    estimates = estimate(predictor, [batch], _resolve, len(frames) * len(per_frame), keep_heatmaps)
-    return estimates, [f for f in range(len(frames)) for _ in per_frame]
+    estimates = estimate(predictor, [batch], per_image(_resolve), len(frames) * len(per_frame), keep_heatmaps)
+    return estimates, [f for f in range(len(frames)) for _ in per_frame], np.ones(len(frames) * len(per_frame))

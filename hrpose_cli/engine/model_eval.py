@@ -15,7 +15,7 @@ from hrpose_cli.core.oks import oks_nms, rescore
 from hrpose_cli.data.coco import CocoKeypoints, PersonRecord
 from hrpose_cli.data.images import ImageBatch, batch_loader
 from hrpose_cli.engine.evaluator import coco_stats
-from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image
+from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image, per_image
 from hrpose_cli.engine.runtime import resolve_device
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
@@ -69,7 +69,7 @@ def predict_records(
     An unreadable image stops with its name, or with ``skip_bad_images`` leaves its persons' rows NaN."""
     if decoded is None:
         decoded = decode_records(records, batch_size, workers, predictor.runtime.device.type == "cuda")
-    return estimate(predictor, decoded, lambda people, _shape: people, len(records), keep_heatmaps,
+    return estimate(predictor, decoded, per_image(lambda people, _shape: people), len(records), keep_heatmaps,
                     skip_bad_images=skip_bad_images, on_batch=on_batch)
 
 

@@ -155,43 +155,45 @@ class Predictor:
         return keypoints, (heatmaps if keep_heatmaps else None), crop
 
 
-BoxesOf = Callable[[object, tuple[int, int]], Sequence[PersonBox]]
+BoxesOf = Callable[[ImageBatch, PackedImages], Sequence[Sequence[PersonBox]]]
+
+
+def per_image(boxes_of: Callable[[object, tuple[int, int]], Sequence[PersonBox]]) -> BoxesOf:
+    """A BoxesOf from a function of one image's item and (height, width): persons known before decoding."""
+
+    def of_batch(batch: ImageBatch, _images: PackedImages) -> list[Sequence[PersonBox]]:
+        shapes = batch.images.shapes
+        return [boxes_of(item, (int(shapes[i, 0]), int(shapes[i, 1]))) for i, item in enumerate(batch.items)]
+
+    return of_batch
 
 
 def estimate(
     predictor: Predictor,
     batches: Iterable[ImageBatch],
     boxes_of: BoxesOf,
-    count: int,
+    count: int | None = None,
     keep_heatmaps: bool = False,
     skip_bad_images: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> Estimates:
-    """Run ``predictor`` over decoded image batches; ``boxes_of(item, (height, width))`` names each image's persons.
+    """Run ``predictor`` over decoded image batches; ``boxes_of(batch, images on the device)`` names each
+    image's persons (given boxes, or a detector's).
 
-    ``count`` is the number of person indices. A batch's results are fetched after the next batch has been
-    queued on the device, so decoding, the upload and the network overlap. ``on_batch(images, persons)`` is
-    called as each batch completes (for progress bars).
+    ``count`` is the number of person indices (None: as many as boxes_of named). A batch's results are
+    fetched after the next batch has been queued on the device, so decoding, the upload and the network
+    overlap. ``on_batch(images, persons)`` is called as each batch completes (for progress bars).
     """
     j = predictor.config.num_joints
     h, w = predictor.heatmap_hw
-    keypoints = np.full((count, j, 3), np.nan, dtype=np.float64)
-    person_boxes = np.full((count, 4), np.nan)
-    centers = np.zeros((count, 2))
-    scales = np.zeros((count, 2))
-    heatmaps = np.zeros((count, j, h, w), dtype=np.float32) if keep_heatmaps else None
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, CropBatch, np.ndarray | None]] = []
     timing = Timing()
     failures: list[str] = []
     pending = None
 
     def collect(done) -> None:
         indices, used_boxes, kps, hms, crop, n_images = done
-        keypoints[indices] = kps.cpu().numpy()
-        person_boxes[indices] = used_boxes
-        centers[indices] = crop.centers
-        scales[indices] = crop.scales
-        if heatmaps is not None:
-            heatmaps[indices] = hms.cpu().numpy()
+        chunks.append((indices, used_boxes, kps.cpu().numpy(), crop, None if hms is None else hms.cpu().numpy()))
         timing.persons += len(indices)
         timing.images += n_images
         if on_batch:
@@ -209,16 +211,18 @@ def estimate(
             if not skip_bad_images:
                 raise HrposeError(problem)
             failures.append(problem)
+        if not batch.items:
+            continue
+        images = batch.images.to(predictor.runtime.device)
         indices, image_index, boxes = [], [], []
-        for i, item in enumerate(batch.items):
-            shape = (int(batch.images.shapes[i, 0]), int(batch.images.shapes[i, 1]))
-            for person in boxes_of(item, shape):
+        for i, people in enumerate(boxes_of(batch, images)):
+            for person in people:
                 indices.append(person.index)
                 image_index.append(i)
                 boxes.append(person.bbox)
         if not indices:
+            timing.images += len(batch.items)
             continue
-        images = batch.images.to(predictor.runtime.device)
         boxes_array = np.array(boxes, dtype=np.float64)
         kps, hms, crop = predictor.run(images, np.array(image_index), boxes_array, keep_heatmaps)
         if pending is not None:
@@ -228,6 +232,21 @@ def estimate(
         collect(pending)
     predictor.runtime.synchronize()
     timing.total_s = time.perf_counter() - start
+
+    if count is None:
+        count = max((int(c[0].max()) + 1 for c in chunks), default=0)
+    keypoints = np.full((count, j, 3), np.nan, dtype=np.float64)
+    person_boxes = np.full((count, 4), np.nan)
+    centers = np.zeros((count, 2))
+    scales = np.zeros((count, 2))
+    heatmaps = np.zeros((count, j, h, w), dtype=np.float32) if keep_heatmaps else None
+    for indices, used_boxes, kps, crop, hms in chunks:
+        keypoints[indices] = kps
+        person_boxes[indices] = used_boxes
+        centers[indices] = crop.centers
+        scales[indices] = crop.scales
+        if heatmaps is not None:
+            heatmaps[indices] = hms
     return Estimates(keypoints, person_boxes, centers, scales, heatmaps, failures, timing)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -104,12 +104,14 @@ def draw_poses(
     boxes: np.ndarray | None = None,
     scores: np.ndarray | None = None,
     score_threshold: float = 0.3,
+    box_colours: Sequence[tuple[int, int, int]] | None = None,
 ) -> np.ndarray:
     """A copy of ``image`` (H, W, 3) RGB uint8 with each person's COCO skeleton, box and score drawn.
 
     ``keypoints`` (N, 17, 3) holds x, y, score in image pixels; joints (and limbs touching them) scoring below
     ``score_threshold`` are left out, because a confident-looking line through a guessed joint misleads.
     ``boxes`` (N, 4) are COCO xywh; ``scores`` (N,) label the boxes (or the skeletons when there are no boxes).
+    ``box_colours`` (N RGB triples) colour each box and its label, e.g. by video track.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
@@ -130,7 +132,8 @@ def draw_poses(
     for n in range(persons):
         if boxes is not None and _drawable(boxes[n]):
             x, y, w, h = boxes[n]
-            cv2.rectangle(out, _fixed(x, y), _fixed(x + w, y + h), BOX, style.box, cv2.LINE_AA, _SHIFT)
+            colour = BOX if box_colours is None else tuple(int(c) for c in box_colours[n])
+            cv2.rectangle(out, _fixed(x, y), _fixed(x + w, y + h), colour, style.box, cv2.LINE_AA, _SHIFT)
         kp = keypoints[n]
         shown = np.array([_drawable(p[:2]) for p in kp]) & (kp[:, 2] >= score_threshold)
         for a, b in SKELETON:
@@ -147,7 +150,7 @@ def draw_poses(
         if scores is not None and np.isfinite(scores[n]):
             anchor = boxes[n, :2] if boxes is not None and _drawable(boxes[n]) else _top_left(kp[shown])
             if anchor is not None:
-                _score_label(out, f"{scores[n]:.2f}", anchor, style)
+                _score_label(out, f"{scores[n]:.2f}", anchor, style, BOX if box_colours is None else box_colours[n])
     return out
 
 
@@ -161,7 +164,8 @@ def _top_left(points: np.ndarray) -> np.ndarray | None:
     return points[:, :2].min(axis=0) if len(points) else None
 
 
-def _score_label(image: np.ndarray, text: str, anchor: np.ndarray, style: PoseStyle) -> None:
+def _score_label(image: np.ndarray, text: str, anchor: np.ndarray, style: PoseStyle,
+                 background: tuple[int, int, int] = BOX) -> None:
     """A small filled label just above ``anchor`` (inside the image when there is no room above)."""
     scale, thickness = style.font, style.font_thickness
     width, height, baseline = text_size(text, scale, thickness)
@@ -172,7 +176,7 @@ def _score_label(image: np.ndarray, text: str, anchor: np.ndarray, style: PoseSt
     y = int(round(anchor[1])) - box_h
     if y < 0:
         y = int(np.clip(round(anchor[1]), 0, max(img_h - box_h, 0)))
-    draw_text(image, text, (x, y), scale, (20, 20, 20), thickness, background=BOX, pad=pad)
+    draw_text(image, text, (x, y), scale, (20, 20, 20), thickness, background=tuple(int(c) for c in background), pad=pad)
 
 
 def write_image(path: str | Path, rgb: np.ndarray) -> Path:
