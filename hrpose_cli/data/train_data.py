@@ -25,6 +25,7 @@ from hrpose_cli.errors import HrposeError
 # Tags that keep the seed sequences of the permutation and of the augmentation apart.
 _PERMUTATION_STREAM = 0
 _AUGMENT_STREAM = 1
+_MIXUP_STREAM = 2
 
 
 @dataclass
@@ -50,29 +51,35 @@ class PersonTable:
         return PersonTable(self.image_paths, self.image_of[keep], self.boxes[keep], self.joints[keep], self.sources)
 
 
-def load_person_table(pairs: Sequence[tuple[Path, Path]], num_joints: int = NUM_JOINTS) -> PersonTable:
+def load_person_table(pairs: Sequence[tuple[Path, Path]], num_joints: int = NUM_JOINTS,
+                      unlabelled: Sequence[tuple[Path, Path]] = ()) -> PersonTable:
     """Read annotation files (each with its image folder) and concatenate their usable persons.
 
     Usable: non-crowd persons with at least one labelled joint (v > 0) whose cleaned GT box is not empty
-    (CocoKeypoints.persons). A file without any raises HrposeError naming it.
+    (CocoKeypoints.persons). A file without any raises HrposeError naming it. The ``unlabelled`` pairs follow:
+    every non-crowd person box of theirs, keypoints or not, with its joints set unlabelled (for a teacher).
     """
     image_index: dict[str, int] = {}
     image_of, boxes, joints, sources = [], [], [], []
-    for ann_path, images_dir in pairs:
+    for k, (ann_path, images_dir) in enumerate(list(pairs) + list(unlabelled)):
+        boxes_only = k >= len(pairs)
         ann_path, images_dir = Path(ann_path), Path(images_dir)
         if not images_dir.is_dir():
             raise HrposeError(f"{images_dir}: images folder not found (paired with {ann_path})")
         dataset = CocoKeypoints.load(ann_path)
         if dataset.num_joints != num_joints:
             raise HrposeError(f"{ann_path}: {dataset.num_joints} keypoints per person; training needs the {num_joints} COCO keypoints")
-        records = [r for r in dataset.persons(images_dir) if (r.joints[:, 2] > 0).any() and r.bbox[2] > 0 and r.bbox[3] > 0]
+        records = _person_boxes(dataset, images_dir) if boxes_only else dataset.persons(images_dir)
+        records = [r for r in records if (boxes_only or (r.joints[:, 2] > 0).any()) and r.bbox[2] > 0 and r.bbox[3] > 0]
         if not records:
+            if boxes_only:
+                raise HrposeError(f"{ann_path}: no usable person box (none is a non-crowd person with a box)")
             raise HrposeError(f"{ann_path}: no usable person to train on (none is a non-crowd person with labelled keypoints and a box)")
         for r in records:
             key = str(r.image_path)
             image_of.append(image_index.setdefault(key, len(image_index)))
             boxes.append(r.bbox)
-            joints.append(r.joints)
+            joints.append(np.zeros_like(r.joints) if boxes_only else r.joints)
         sources.append((str(ann_path), len(records)))
     return PersonTable(
         image_paths=list(image_index),
@@ -83,6 +90,30 @@ def load_person_table(pairs: Sequence[tuple[Path, Path]], num_joints: int = NUM_
     )
 
 
+def _person_boxes(dataset: CocoKeypoints, images_dir: Path) -> list[tuple]:
+    """Every non-crowd person box of a set, labelled or not, cleaned as CocoKeypoints.persons cleans them."""
+    from hrpose_cli.data.coco import PERSON_CATEGORY, PersonRecord
+
+    records = []
+    for image_id in dataset.image_ids:
+        image = dataset.coco.imgs[image_id]
+        width, height = image["width"], image["height"]
+        for ann in dataset.coco.imgToAnns.get(image_id, []):
+            if ann["category_id"] != PERSON_CATEGORY or ann.get("iscrowd"):
+                continue
+            x, y, w, h = ann["bbox"]
+            x1, y1 = max(0, x), max(0, y)
+            x2 = min(width - 1, x1 + max(0, w - 1))
+            y2 = min(height - 1, y1 + max(0, h - 1))
+            if not (ann.get("area", w * h) > 0 and x2 >= x1 and y2 >= y1):
+                continue
+            records.append(PersonRecord(image_id=image_id, image_path=Path(images_dir) / image["file_name"],
+                                        bbox=np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float64),
+                                        joints=np.zeros((dataset.num_joints, 3)), area=float(ann.get("area", w * h)),
+                                        ann_id=int(ann["id"])))
+    return records
+
+
 def missing_images(table: PersonTable) -> list[int]:
     """Indices of image files that do not exist (checked up front, before any worker starts)."""
     return [i for i, p in enumerate(table.image_paths) if not Path(p).is_file()]
@@ -91,6 +122,12 @@ def missing_images(table: PersonTable) -> list[int]:
 def augment_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
     """The generator of one global batch's augmentation parameters: depends on (seed, epoch, step) only."""
     return np.random.default_rng([seed, _AUGMENT_STREAM, epoch, step])
+
+
+def mixup_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
+    """The generator of one global batch's mixup draws (--mixup), apart from the augmentation's own stream, so
+    that turning mixup on leaves every other draw of a run as it was."""
+    return np.random.default_rng([seed, _MIXUP_STREAM, epoch, step])
 
 
 class TrainPlan:

@@ -9,6 +9,18 @@ a turned crop is sometimes a neighbour, so at least half of the labelled joints 
 crop's height of the teacher's. With a feature
 weight, the student's highest-resolution features (through a 1x1 adapter, dropped after training) also learn
 to predict the teacher's FPN features.
+
+Function matching (``--teacher-mode match``; Beyer et al., CVPR 2022, "Knowledge distillation: a good teacher
+is patient and consistent") instead gives the teacher exactly the crop the student sees, after every
+augmentation (occluding patches, colour, blur, noise, mixup), padded to a square with black as an
+out-of-image border, and teaches every joint of every crop: the teacher's decoded single-person answer is
+rendered as Gaussians whose peak is the teacher's joint score, so the student learns where the joints are
+and how sure the teacher is. Decoded keypoints are used rather than MoveNet's raw heatmaps, which hold every
+person's joints. Where the annotation labels a joint, the target is ``gt_weight`` x the GT Gaussian +
+(1 - ``gt_weight``) x the teacher's; in crops where the teacher picked someone else (the agreement test
+above) or where the crop was mixed with another (its annotation no longer describes it alone), only one
+source teaches: the annotation in the first case, the teacher in the second. Persons with a box and no
+keypoints (``--unlabelled-ann``) are taught by the teacher alone.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrpose_cli.core import geometry
+from hrpose_cli.core import codec, geometry
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.movenet import MoveNetTeacher, decode_heads
 
@@ -99,3 +111,50 @@ class Distiller:
         error = (w * (predicted.float() - target).pow(2)).sum()
         energy = (w * target.pow(2)).sum().clamp_min(1e-6)
         return self.feature_weight * error / energy
+
+    # -- function matching ----------------------------------------------------------------------------
+    def teach_crops(self, crops: torch.Tensor, autocast) -> torch.Tensor:
+        """The teacher's joints (B, J, 3) on the student's own crops (B, 3, H, W), RGB in [0, 255].
+
+        Each crop is padded to a square (black, centered) and resized to the teacher's input; the answer is
+        mapped back to the student's crop pixels (x, y) with its score.
+        """
+        h, w = crops.shape[-2:]
+        side = max(h, w)
+        left, top = (side - w) // 2, (side - h) // 2
+        square = F.pad(crops, (left, side - w - left, top, side - h - top))
+        if side != self.size:
+            square = F.interpolate(square, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        with torch.no_grad(), autocast():
+            heads = self.teacher.heads_of(square.contiguous())
+        taught = decode_heads(heads, self.teacher.center_weight, self.teacher.distance_bias, self.size)
+        k = side / self.size  # pixel centers at integers on both sides, as F.interpolate's align_corners=False
+        x = (taught[..., 0] + 0.5) * k - 0.5 - left
+        y = (taught[..., 1] + 0.5) * k - 0.5 - top
+        return torch.stack([x, y, taught[..., 2]], -1)
+
+    def match_targets(self, crops: torch.Tensor, joints: torch.Tensor, visible: torch.Tensor, valid: torch.Tensor,
+                      mixed: torch.Tensor | None, gt_weight: float, sigma: float, stride: float,
+                      autocast) -> tuple[torch.Tensor, torch.Tensor]:
+        """Function-matching targets (B, J, H, W) and weights (B, J) for the student's augmented crops.
+
+        ``joints``/``visible`` are the annotation in crop pixels, ``valid`` 0 for crops whose image failed,
+        ``mixed`` True for crops blended with another (None: none were).
+        """
+        taught = self.teach_crops(crops, autocast)
+        taught_xy, score = taught[..., :2], taught[..., 2]
+        labelled = (visible > 0) & (valid > 0)[:, None]
+        if mixed is not None:
+            labelled = labelled & ~mixed[:, None]
+        near = (torch.linalg.vector_norm(taught_xy - joints, dim=-1) < self.agree_px) & labelled
+        found = (near.sum(1) * 2 >= labelled.sum(1)) & (valid > 0)  # persons without labels: trusted
+        gt_target, gt_w = codec.encode(joints, labelled.to(joints.dtype), self.heatmap_hw, sigma, stride)
+        ones = torch.ones_like(score)
+        t_target, t_w = codec.encode(taught_xy, ones, self.heatmap_hw, sigma, stride)
+        t_target = t_target * score.clamp(0, 1)[..., None, None]
+        t_w = t_w * found[:, None].to(t_w.dtype)
+        a = torch.where(found, torch.full_like(score[:, 0], gt_weight), torch.ones_like(score[:, 0]))[:, None]
+        mix_gt = a[..., None, None] * gt_target + (1 - a[..., None, None]) * t_target
+        target = torch.where(labelled[..., None, None], mix_gt, t_target)
+        weight = torch.where(labelled, gt_w, t_w)
+        return target, weight

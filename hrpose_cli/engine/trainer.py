@@ -33,10 +33,10 @@ from torch import nn
 from hrpose_cli import __version__
 from hrpose_cli.core import codec, geometry
 from hrpose_cli.core.schema import JOINT_WEIGHTS, NUM_JOINTS
-from hrpose_cli.data.augment import (RECIPES, AugmentConfig, CropParams, apply_pixel_params, crop_geometry,
-                                     sample_crop_params, sample_pixel_params)
+from hrpose_cli.data.augment import (RECIPES, AugmentConfig, CropParams, apply_mixup, apply_pixel_params, crop_geometry,
+                                     sample_crop_params, sample_mixup, sample_pixel_params)
 from hrpose_cli.data.images import ImageBatch, batch_loader, default_workers
-from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table, missing_images
+from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table, missing_images, mixup_rng
 from hrpose_cli.engine.runtime import Runtime
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write, write_json
@@ -45,6 +45,7 @@ RUNS_ROOT = Path("runs") / "train"
 BASE_SIGMA = 2.0  # at an input height of 256; scaled with the height (3 at 384x288)
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 # Options that only say how to run, not what is learnt: --resume may change them.
+TEACHER_MODES = ("fill", "match")  # fill: unlabelled joints only; match: function matching (distill.py)
 RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "skip_bad_images", "val_batch", "time_limit")
 
 
@@ -90,12 +91,19 @@ class TrainConfig:
     teacher: str | None = None
     teacher_min_score: float = 0.3
     distill_features: float = 0.0
+    teacher_mode: str = "fill"
+    gt_weight: float = 1.0
+    unlabelled_ann: list[str] = field(default_factory=list)
+    unlabelled_images: list[str] = field(default_factory=list)
+    mixup: float = 0.0
     ema: float = 0.0
     time_limit: float | None = None
 
     def __post_init__(self) -> None:
         self.train_ann = [str(p) for p in self.train_ann]
         self.train_images = [str(p) for p in self.train_images]
+        self.unlabelled_ann = [str(p) for p in self.unlabelled_ann]
+        self.unlabelled_images = [str(p) for p in self.unlabelled_images]
         if self.input_size is not None:
             self.input_size = tuple(int(v) for v in self.input_size)
 
@@ -139,6 +147,27 @@ class TrainConfig:
             bad("--distill-features", self.distill_features, "needs --teacher")
         if self.teacher and not Path(self.teacher).is_file():
             bad("--teacher", self.teacher, "is a folder; give its movenet-thunder.json" if Path(self.teacher).is_dir() else "file not found")
+        if self.teacher_mode not in TEACHER_MODES:
+            bad("--teacher-mode", self.teacher_mode, f"expected one of {', '.join(TEACHER_MODES)}")
+        if self.teacher_mode == "match" and not self.teacher:
+            bad("--teacher-mode", self.teacher_mode, "needs --teacher")
+        if not (math.isfinite(self.gt_weight) and 0 <= self.gt_weight <= 1):
+            bad("--gt-weight", self.gt_weight, "must be between 0 and 1")
+        if self.gt_weight != 1.0 and self.teacher_mode != "match":
+            bad("--gt-weight", self.gt_weight, "needs --teacher-mode match")
+        if not (math.isfinite(self.mixup) and 0 <= self.mixup <= 1):
+            bad("--mixup", self.mixup, "must be a probability between 0 and 1")
+        if self.mixup > 0 and self.teacher_mode != "match":
+            bad("--mixup", self.mixup, "needs --teacher-mode match (the teacher labels the mixed crops)")
+        if len(self.unlabelled_ann) != len(self.unlabelled_images):
+            raise HrposeError(
+                f"--unlabelled-ann given {len(self.unlabelled_ann)} time(s) but --unlabelled-images "
+                f"{len(self.unlabelled_images)}: they pair up in order, one image folder per annotation file"
+            )
+        if self.unlabelled_ann and self.teacher_mode != "match":
+            bad("--unlabelled-ann", self.unlabelled_ann[0], "needs --teacher-mode match (only the teacher labels its persons)")
+        if self.distill_features > 0 and self.teacher_mode == "match":
+            bad("--distill-features", self.distill_features, "works with --teacher-mode fill only")
         if not (math.isfinite(self.ema) and 0 <= self.ema < 1):
             bad("--ema", self.ema, "must be at least 0 (off) and below 1, such as 0.999")
         if self.time_limit is not None and not (math.isfinite(self.time_limit) and self.time_limit > 0):
@@ -480,7 +509,7 @@ class _Trainer:
 
         # Data (every rank reads the annotations; only images are per rank).
         pairs = list(zip(config.train_ann, config.train_images))
-        self.table = load_person_table(pairs, NUM_JOINTS)
+        self.table = load_person_table(pairs, NUM_JOINTS, list(zip(config.unlabelled_ann, config.unlabelled_images)))
         self.skipped: list[str] = []
         absent = missing_images(self.table)
         if absent:
@@ -614,7 +643,7 @@ class _Trainer:
 
     def _write_config(self) -> None:
         data = self.config.to_dict()
-        for key in ("train_ann", "train_images"):
+        for key in ("train_ann", "train_images", "unlabelled_ann", "unlabelled_images"):
             data[key] = [str(Path(p).resolve()) for p in data[key]]
         for key in ("val_ann", "val_images", "weights", "teacher"):
             if data[key]:
@@ -687,22 +716,34 @@ class _Trainer:
         pixels = None
         if pixel_params is not None:
             pixels = (self.runtime.upload(pixel_params.values[mine].astype(np.float32)), pixel_params.noise_seed + self.dist.rank)
-        return epoch, step, images, m, xy, vis, index, valid, pixels
+        mix = None
+        if self.config.mixup > 0 and self.config.augment:
+            mix = self.runtime.upload(sample_mixup(mixup_rng(self.config.seed, epoch, step), len(persons),
+                                                   self.config.mixup)[mine].astype(np.float32))
+        return epoch, step, images, m, xy, vis, index, valid, (pixels, mix)
 
     def _forward_loss(self, images, m, xy, vis, index, valid, pixels) -> torch.Tensor:
+        pixels, mix = pixels
         raw = geometry.warp_crops(images.pixels, images.offsets, images.shapes, index, m, self.out_wh)
         if pixels is not None:
             raw = apply_pixel_params(raw, *pixels)
+        mixed = None
+        if mix is not None:
+            raw, mixed = apply_mixup(raw, mix)
         inputs = self.runtime.input(geometry.normalize(raw))
         with self.runtime.autocast():
             out = self.model(inputs)
         out, adapted = out if isinstance(out, tuple) else (out, None)
         with torch.no_grad():
             taught = None
-            if self.distiller is not None:
+            if self.config.teacher_mode == "match":
+                target, weight = self.distiller.match_targets(raw, xy, vis, valid, mixed, self.config.gt_weight,
+                                                              self.sigma, self.stride, self.runtime.autocast)
+            elif self.distiller is not None:
                 xy, vis, taught = self.distiller.label(images.pixels, images.offsets, images.shapes, index, m, xy, vis,
                                                        valid, self.runtime.autocast)
-            target, weight = codec.encode(xy, vis, self.heatmap_hw, self.sigma, self.stride)
+            if self.config.teacher_mode != "match":
+                target, weight = codec.encode(xy, vis, self.heatmap_hw, self.sigma, self.stride)
             if self.joint_weights is not None:
                 weight = weight * self.joint_weights
         loss = joints_mse_loss(out.float(), target, weight)
