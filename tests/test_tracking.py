@@ -162,3 +162,17 @@ def test_track_colours_are_stable_and_well_separated():
     hues = np.sort([colorsys.rgb_to_hsv(*(np.array(colour) / 255))[0] for colour in colours])
     gaps = np.diff(np.r_[hues, hues[0] + 1])
     assert gaps.min() > 0.08  # the first 8 ids are at least ~30 degrees of hue apart
+
+
+def test_fast_walker_is_followed_by_its_velocity():
+    """A narrow person speeding up to 70% of its box width per frame overlaps its last box too little to be
+    matched there; matched where its velocity says it will be, it keeps one id, also across a missed frame."""
+    tracker = Tracker(OKS_SIGMAS)
+    ids, x = [], 100.0
+    for step in range(14):
+        x += min(0.7, 0.2 + 0.1 * step) * W
+        if step == 9:
+            tracker.update(*frame())  # the detector misses it once
+            continue
+        ids.extend(tracker.update(*frame(person(x, 100))).tolist())
+    assert set(ids) == {0}
