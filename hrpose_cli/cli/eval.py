@@ -11,6 +11,7 @@ from hrpose_cli.cli import options
 from hrpose_cli.cli.oks import Sigmas, parse_sigmas
 from hrpose_cli.data.coco import CocoKeypoints, load_results, sample_dataset
 from hrpose_cli.engine.evaluator import STAT_NAMES, coco_stats
+from hrpose_cli.engine.thresholds import EVAL_THRESHOLD
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
 
@@ -54,7 +55,7 @@ def evaluate(
     ] = None,
     weights: options.Weights = None,
     boxes: Annotated[
-        str, typer.Option("--boxes", help="Person boxes for model mode: 'gt' or a COCO detection results file.")
+        str, typer.Option("--boxes", help="Person boxes for model mode: 'gt', 'detector' (the shipped one) or a COCO detection results file.")
     ] = "gt",
     flip: options.Flip = True,
     results_out: Annotated[
@@ -71,6 +72,9 @@ def evaluate(
     ] = None,
     json_out: options.JsonOut = None,
     sigmas: Sigmas = None,
+    det_threshold: Annotated[
+        Optional[float], typer.Option("--det-threshold", help=f"With --boxes detector: the score a box needs (default {EVAL_THRESHOLD}).")
+    ] = None,
 ) -> None:
     """Score keypoints with pycocotools: an existing results file (--results), or the model run on a dataset."""
     oks_sigmas = parse_sigmas(sigmas)
@@ -94,6 +98,7 @@ def evaluate(
         ]
     else:
         options.check_decoder(decode)
+        options.check_det_threshold(det_threshold, EVAL_THRESHOLD)
         try:
             from hrpose_cli.engine.model_eval import run_model_eval
         except ImportError as err:
@@ -104,7 +109,7 @@ def evaluate(
         stats, header, info = run_model_eval(
             ann=ann, images=images, weights=weights, boxes=boxes, flip=flip, results_out=results_out,
             device=device, batch=batch, workers=workers, decode=decode, compile=compile,
-            input_size=options.parse_input_size(input_size), out=out, sigmas=oks_sigmas,
+            input_size=options.parse_input_size(input_size), out=out, sigmas=oks_sigmas, det_threshold=det_threshold,
         )
 
     render_stats(stats, header)

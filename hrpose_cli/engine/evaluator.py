@@ -34,6 +34,21 @@ def coco_stats(dataset: CocoKeypoints, results: list[dict], sigmas: np.ndarray |
     return {name: float(value) for name, value in zip(STAT_NAMES, evaluation.stats)}
 
 
+def person_box_stats(dataset: CocoKeypoints, detections: list[dict]) -> dict[str, float]:
+    """The detector's person box AP: COCOeval(iouType='bbox') against every person box of the annotations
+    (crowd regions ignored as COCO does), keyed like the keypoint numbers (APm/APl, ARm/ARl: small omitted)."""
+    if not detections:
+        return {name: 0.0 for name in STAT_NAMES}
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation = COCOeval(dataset.coco, dataset.coco.loadRes(copy.deepcopy(detections)), iouType="bbox")
+        evaluation.params.catIds = [1]
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    s = evaluation.stats  # AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
+    return dict(zip(STAT_NAMES, map(float, (s[0], s[1], s[2], s[4], s[5], s[8], 0.0, 0.0, s[10], s[11]))))
+
+
 @dataclass
 class OksPairs:
     """OKS of every prediction with every annotation of its image (and category), and a summary of them.

@@ -55,7 +55,7 @@ def load_predictor(
     runtime = Runtime.create(device, compile=compile)
     model, config = load_model(weights, input_size=input_size)
     if runtime.device.type == "cpu":  # measured to pay there; on CUDA, --compile fuses them
-        model = fold_batchnorm(model)
+        model = fold_batchnorm(model, inplace=True)
     # On CUDA every batch is padded to one shape, so cuDNN autotunes (and --compile compiles) once, here,
     # while the decoding workers fill their queue, instead of again for every new batch size.
     pad = batch_size if runtime.device.type == "cuda" else None

@@ -14,9 +14,10 @@ import numpy as np
 from hrpose_cli.core.oks import oks_nms, rescore
 from hrpose_cli.data.coco import CocoKeypoints, PersonRecord
 from hrpose_cli.data.images import ImageBatch, batch_loader
-from hrpose_cli.engine.evaluator import coco_stats
+from hrpose_cli.engine.evaluator import coco_stats, person_box_stats
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image, per_image
 from hrpose_cli.engine.runtime import resolve_device
+from hrpose_cli.engine.thresholds import EVAL_THRESHOLD
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
 from hrpose_cli.model.checkpoints import default_model_note
@@ -31,6 +32,27 @@ class EvalOutcome:
     results: list[dict]
     estimates: Estimates
     records: list[PersonRecord]
+
+
+def detect_records(predictor: Predictor, dataset: CocoKeypoints, images_dir: Path, threshold: float, batch_size: int,
+                   workers: int | None = None) -> tuple[list[PersonRecord], Estimates]:
+    """Run the person detector on every image of the dataset and the pose model on what it finds."""
+    from hrpose_cli.engine.inference import DetectedPeople, images_per_detection_batch, load_detector
+
+    paths = [dataset.image_path(i, images_dir) for i in dataset.image_ids]
+    placeholders = [PersonBox(i, None) for i in range(len(paths))]
+    per_batch = images_per_detection_batch(batch_size, predictor.runtime.device.type)
+    decoded = batch_loader(group_by_image(paths, placeholders, per_batch), workers,
+                           pin_memory=predictor.runtime.device.type == "cuda")
+    people = DetectedPeople(load_detector(predictor, threshold))
+    estimates = estimate(predictor, decoded, people)
+    records = []
+    for k, (item, score) in enumerate(zip(people.found, people.scores)):
+        index = item[0].index
+        box = estimates.boxes[k]
+        records.append(PersonRecord(dataset.image_ids[index], paths[index], box, np.zeros((dataset.num_joints, 3)),
+                                    float(box[2] * box[3]), -1, score))
+    return records, estimates
 
 
 def person_records(dataset: CocoKeypoints, images_dir: Path, boxes: str = "gt") -> list[PersonRecord]:
@@ -133,6 +155,7 @@ def run_model_eval(
     out: Path | None = None,
     sigmas: np.ndarray | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    det_threshold: float | None = None,
 ) -> tuple[dict[str, float], list[str], dict]:
     """`hrpose eval` with a model: the ten numbers, the header lines for the table, and the extra JSON keys.
 
@@ -145,16 +168,25 @@ def run_model_eval(
     if not Path(images).is_dir():
         raise HrposeError(f"{images}: images folder not found")
     dataset = CocoKeypoints.load(ann)
-    records = person_records(dataset, Path(images), boxes)
-    decoded = decode_records(records, batch, workers, pin_memory=resolve_device(device).type == "cuda")
-    predictor = load_predictor(weights, device, flip, decode, compile, input_size, batch)
-    estimates = predict_records(predictor, records, batch, on_batch=on_batch, decoded=decoded)
+    box_stats = None
+    if boxes == "detector":
+        threshold = EVAL_THRESHOLD if det_threshold is None else det_threshold
+        predictor = load_predictor(weights, device, flip, decode, compile, input_size, batch)
+        records, estimates = detect_records(predictor, dataset, Path(images), threshold, batch, workers)
+        box_stats = person_box_stats(dataset, [{"image_id": r.image_id, "category_id": 1, "bbox": [float(v) for v in r.bbox],
+                                                "score": r.score} for r in records])
+    else:
+        records = person_records(dataset, Path(images), boxes)
+        decoded = decode_records(records, batch, workers, pin_memory=resolve_device(device).type == "cuda")
+        predictor = load_predictor(weights, device, flip, decode, compile, input_size, batch)
+        estimates = predict_records(predictor, records, batch, on_batch=on_batch, decoded=decoded)
     results = coco_results(records, estimates, sigmas)
     stats = coco_stats(dataset, results, sigmas)
     target = Path(results_out) if results_out else Path(out or "runs/eval") / "results.json"
     write_json(target, results)
     t = estimates.timing
-    box_source = "GT boxes (cleaned as the official code)" if boxes == "gt" else f"detections {boxes}"
+    box_source = ("GT boxes (cleaned as the official code)" if boxes == "gt" else
+                  f"the shipped person detector (score >= {threshold})" if boxes == "detector" else f"detections {boxes}")
     info = {
         "ann": str(ann),
         "images": len(dataset.image_ids),
@@ -168,12 +200,17 @@ def run_model_eval(
         "persons_per_s": round(t.persons_per_s, 1),
         "data_wait_fraction": round(t.data_wait_fraction, 3),
     }
+    if box_stats is not None:
+        info["person_box_AP"] = round(box_stats["AP"], 4)
+        info["person_box_AP50"] = round(box_stats["AP50"], 4)
     note = default_model_note() if weights is None else None
     header = [f"[yellow]default model:[/] {note}"] if note else []
     header += [
         f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",
         f"boxes: {box_source}; model: {info['weights']} ({predictor.config.arch}, "
         f"{predictor.config.input_size[0]}x{predictor.config.input_size[1]}); flip {'on' if flip else 'off'}; decode {decode}",
+        *([f"person boxes of the detector: AP {box_stats['AP']:.4f}, AP50 {box_stats['AP50']:.4f}, "
+           f"AR {box_stats['AR']:.4f} (pycocotools, iouType bbox, {len(records)} boxes)"] if box_stats else []),
         f"{t.persons} persons in {t.total_s:.2f} s on {predictor.runtime.device}: {t.persons_per_s:.0f} persons/s, "
         f"waiting for images {t.data_wait_fraction:.0%}; results written to {target}",
     ]
