@@ -101,3 +101,20 @@ def test_compiled_predictor_pads_to_one_shape():
     for n in (8, 3):
         out = predictor.heatmaps(torch.randn(n, 3, 256, 192, device="cuda"))
         assert out.shape == (n, 17, 64, 48) and torch.isfinite(out).all()
+
+
+@pytest.mark.gpu
+def test_detector_bf16_cuda_agrees_with_fp32_cpu(fixture_data):
+    """The detector's CUDA path (bf16 autocast, channels_last, device NMS) finds the CPU's confident people."""
+    from hrpose_cli.core.tracking import box_iou
+    from hrpose_cli.data.images import read_image
+    from hrpose_cli.engine.detector import PersonDetector
+
+    images = [read_image(p) for p in sorted((fixture_data / "images").glob("*.jpg"))]
+    cpu = PersonDetector(Runtime.create("cpu"), threshold=0.5).detect(PackedImages.pack(images))
+    cuda_detector = PersonDetector(Runtime.create("cuda"), threshold=0.3)
+    cuda = cuda_detector.detect(PackedImages.pack(images).to(cuda_detector.runtime.device))
+    for on_cpu, on_cuda in zip(cpu, cuda):
+        assert len(on_cpu.boxes) > 0  # every fixture photo shows people
+        best = box_iou(on_cpu.boxes, on_cuda.boxes).max(axis=1)
+        assert (best > 0.9).all(), best
