@@ -21,7 +21,7 @@ def main() -> None:
     try:
         for path in fetch_models(sys.argv[2:], Path(sys.argv[1])):
             print(path)
-    except (HrposeError, KeyError, OSError) as err:
+    except (HrposeError, OSError) as err:
         sys.exit(f"error: {err}")
 
 

@@ -21,6 +21,7 @@ import torch
 from hrpose_cli.core import geometry
 from hrpose_cli.data.images import read_image
 from hrpose_cli.errors import HrposeError
+from hrpose_cli.files import write_json
 from hrpose_cli.model.movenet import MoveNetTeacher
 
 
@@ -61,7 +62,7 @@ def main() -> None:
         ann["num_keypoints"] = int(keep.sum())
         ann["area"] = float(ann["bbox"][2] * ann["bbox"][3])
         labelled += bool(keep.any())
-    args.out.write_text(json.dumps(data))
+    write_json(args.out, data)  # temp file, then rename: an interrupted run keeps an earlier file
     print(f"{args.out}: {labelled} of {len(data['annotations'])} boxes labelled by the teacher")
 
 

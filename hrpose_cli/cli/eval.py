@@ -11,7 +11,7 @@ from hrpose_cli.cli import options
 from hrpose_cli.cli.oks import Sigmas, parse_sigmas
 from hrpose_cli.data.coco import CocoKeypoints, load_results, sample_dataset
 from hrpose_cli.engine.evaluator import STAT_NAMES, coco_stats
-from hrpose_cli.engine.thresholds import EVAL_THRESHOLD
+from hrpose_cli.engine.thresholds import EVAL_THRESHOLD, check_det_threshold
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
 
@@ -98,7 +98,7 @@ def evaluate(
         ]
     else:
         options.check_decoder(decode)
-        options.check_det_threshold(det_threshold, EVAL_THRESHOLD)
+        check_det_threshold(det_threshold, EVAL_THRESHOLD)
         try:
             from hrpose_cli.engine.model_eval import run_model_eval
         except ImportError as err:

@@ -60,12 +60,3 @@ def check_detector(name: str) -> str:
     if name not in DETECTOR_NAMES:
         raise HrposeError(f"--detector {name!r}: expected one of {', '.join(DETECTOR_NAMES)}")
     return name
-
-
-def check_det_threshold(value: float | None, default: float) -> float:
-    """The detector's score threshold, strictly between 0 and 1."""
-    if value is None:
-        return default
-    if not 0.0 < value < 1.0:
-        raise HrposeError(f"--det-threshold {value}: must lie strictly between 0 and 1")
-    return value

@@ -16,7 +16,7 @@ from hrpose_cli.core.oks import rescore
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write, write_json
 from hrpose_cli.data.coco import read_detections
-from hrpose_cli.engine.thresholds import PREDICT_THRESHOLD
+from hrpose_cli.engine.thresholds import PREDICT_THRESHOLD, check_det_threshold
 
 console = Console(stderr=True, highlight=False)
 
@@ -57,7 +57,7 @@ def predict(
     from hrpose_cli.model.checkpoints import default_model_note
 
     options.check_decoder(decode)
-    threshold = options.check_det_threshold(det_threshold, PREDICT_THRESHOLD)
+    threshold = check_det_threshold(det_threshold, PREDICT_THRESHOLD)
     if bbox and boxes:
         raise typer.BadParameter("give either --bbox or --boxes, not both")
     detect = options.check_detector(detector) != "none" and not bbox and not boxes
@@ -91,7 +91,7 @@ def predict(
             )
         if people is not None:
             person_paths = [paths[item[0].index] for item in people.found]
-            box_scores = np.array(people.scores)
+            box_scores = people.scores
             found_per_image = {str(paths[item[0].index]): len(found.scores) for item, found in people.per_item}
         else:
             person_paths, box_scores = paths, np.array([p.score for p in persons])
@@ -102,7 +102,7 @@ def predict(
         if estimates.heatmaps is not None:
             heatmaps.append(estimates.heatmaps)
         if out is not None:
-            _draw_images(out, [Path(p) for p in (found_per_image or {})] or paths, records, score_threshold)
+            _draw_images(out, images if people is not None else paths, records, score_threshold)
             console.print(f"drawings written to {out}/")
         t = estimates.timing
         nobody = sum(1 for n in (found_per_image or {}).values() if n == 0)

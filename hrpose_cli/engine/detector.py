@@ -16,8 +16,7 @@ from hrpose_cli.core import geometry
 from hrpose_cli.core.boxes import batched_nms, xyxy_to_xywh
 from hrpose_cli.data.images import PackedImages
 from hrpose_cli.engine.runtime import Runtime
-from hrpose_cli.engine.thresholds import PREDICT_THRESHOLD
-from hrpose_cli.errors import HrposeError
+from hrpose_cli.engine.thresholds import PREDICT_THRESHOLD, check_det_threshold
 from hrpose_cli.model.nanodet import INPUT_SIZE, load_nanodet
 
 NMS_IOU = 0.6  # NanoDet's own
@@ -33,18 +32,12 @@ class Detections:
     scores: np.ndarray
 
 
-def check_threshold(threshold: float) -> float:
-    if not 0.0 < threshold < 1.0:
-        raise HrposeError(f"--det-threshold {threshold}: must lie strictly between 0 and 1")
-    return threshold
-
-
 class PersonDetector:
     """NanoDet on a runtime with its test-time rules: letterbox, forward, decode, threshold, NMS, map back."""
 
     def __init__(self, runtime: Runtime, threshold: float = PREDICT_THRESHOLD, nms_iou: float = NMS_IOU):
         self.runtime = runtime
-        self.threshold = check_threshold(threshold)
+        self.threshold = check_det_threshold(threshold, PREDICT_THRESHOLD)
         self.nms_iou = nms_iou
         self.net = runtime.prepare(load_nanodet())
 

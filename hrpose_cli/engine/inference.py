@@ -126,21 +126,27 @@ class DetectedPeople:
 
     def __init__(self, detector: PersonDetector):
         self.detector = detector
-        self.found: list[object] = []
-        self.scores: list[float] = []
         self.per_item: list[tuple[object, Detections]] = []
+        self.count = 0
 
     def __call__(self, batch: ImageBatch, images: PackedImages) -> list[list[PersonBox]]:
         people: list[list[PersonBox]] = []
         for item, found in zip(batch.items, self.detector.detect(images)):
             self.per_item.append((item, found))
-            mine = []
-            for box, score in zip(found.boxes, found.scores):
-                mine.append(PersonBox(len(self.found), tuple(float(v) for v in box), float(score)))
-                self.found.append(item)
-                self.scores.append(float(score))
-            people.append(mine)
+            people.append([PersonBox(self.count + k, tuple(float(v) for v in box), float(score))
+                           for k, (box, score) in enumerate(zip(found.boxes, found.scores))])
+            self.count += len(found.scores)
         return people
+
+    @property
+    def found(self) -> list[object]:
+        """Per person, in index order, the item of its image."""
+        return [item for item, found in self.per_item for _ in found.scores]
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Per person, in index order, its detection score."""
+        return np.concatenate([found.scores for _, found in self.per_item]) if self.per_item else np.zeros(0)
 
 
 def images_per_detection_batch(batch: int, device_type: str) -> int:
@@ -228,7 +234,7 @@ def predict_frames(
         people = DetectedPeople(detector)
         batch = ImageBatch(PackedImages.pack(frames), list(range(len(frames))))
         estimates = estimate(predictor, [batch], people, None, keep_heatmaps)
-        return estimates, [int(f) for f in people.found], np.array(people.scores)
+        return estimates, [int(f) for f in people.found], people.scores
     per_frame = list(bboxes) or [None]
     persons = [[PersonBox(f * len(per_frame) + k, box) for k, box in enumerate(per_frame)] for f in range(len(frames))]
     batch = ImageBatch(PackedImages.pack(frames), persons)

@@ -37,17 +37,16 @@ class EvalOutcome:
 def detect_records(predictor: Predictor, dataset: CocoKeypoints, images_dir: Path, threshold: float, batch_size: int,
                    workers: int | None = None) -> tuple[list[PersonRecord], Estimates]:
     """Run the person detector on every image of the dataset and the pose model on what it finds."""
-    from hrpose_cli.engine.inference import DetectedPeople, images_per_detection_batch, load_detector
+    from hrpose_cli.engine.inference import DetectedPeople, decode_images, images_per_detection_batch, load_detector
 
     paths = [dataset.image_path(i, images_dir) for i in dataset.image_ids]
-    placeholders = [PersonBox(i, None) for i in range(len(paths))]
+    device = str(predictor.runtime.device)
     per_batch = images_per_detection_batch(batch_size, predictor.runtime.device.type)
-    decoded = batch_loader(group_by_image(paths, placeholders, per_batch), workers,
-                           pin_memory=predictor.runtime.device.type == "cuda")
+    decoded = decode_images(paths, [PersonBox(i, None) for i in range(len(paths))], per_batch, workers, device)
     people = DetectedPeople(load_detector(predictor, threshold))
     estimates = estimate(predictor, decoded, people)
     records = []
-    for k, (item, score) in enumerate(zip(people.found, people.scores)):
+    for k, (item, score) in enumerate(zip(people.found, people.scores.tolist())):
         index = item[0].index
         box = estimates.boxes[k]
         records.append(PersonRecord(dataset.image_ids[index], paths[index], box, np.zeros((dataset.num_joints, 3)),

