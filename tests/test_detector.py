@@ -145,3 +145,13 @@ def test_corrupt_detector_file(fixture_data, tmp_path, monkeypatch):
     image = fixture_data / "images" / "coco_train2017_000000444294.jpg"
     assert_one_line_error(_invoke(str(image), "--json", str(previous)), "nanodet_person.pt", "cannot read the detector")
     assert previous.read_text() == "[]"
+
+
+def test_eval_with_detected_boxes_reports_the_detectors_box_ap(fixture_data, tmp_path):
+    result = runner.invoke(app, ["eval", "--ann", str(fixture_data / "person_keypoints.json"), "--images",
+                                 str(fixture_data / "images"), "--boxes", "detector", "--device", "cpu", "--workers", "0",
+                                 "--json", str(tmp_path / "e.json"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "e.json").read_text())
+    assert summary["person_box_AP50"] > 0.5 and 0.0 <= summary["AP"] <= 1.0  # box AP50 0.619 at score 0.05
+    assert "person boxes of the detector" in result.output
