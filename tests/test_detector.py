@@ -116,15 +116,18 @@ def test_predict_finds_people_and_boxes_round_trip(fixture_data, tmp_path):
 
 
 def test_predict_image_with_nobody_says_so(fixture_data, tmp_path):
-    """A real crop with no person in it (sky and wall of a shipped photo): an empty list, exit 0."""
+    """A real crop with no person in it (sky and wall of a shipped photo): an empty list, the photo drawn as it
+    is, exit 0 (the drawing once crashed on an image without people)."""
     import cv2
 
     image = read_image(fixture_data / "images" / "coco_train2017_000000256353.jpg")
     empty = tmp_path / "empty.jpg"
     cv2.imwrite(str(empty), cv2.resize(image[:60, -120:], (240, 120)))
-    result = _invoke(str(empty), "--json", str(tmp_path / "p.json"), "--det-threshold", "0.5")
+    result = _invoke(str(empty), "--json", str(tmp_path / "p.json"), "--det-threshold", "0.5",
+                     "--out", str(tmp_path / "drawn"))
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "p.json").read_text()) == []
+    assert read_image(tmp_path / "drawn" / "empty.jpg").shape == (120, 240, 3)
     assert "nobody found" in result.output
 
 

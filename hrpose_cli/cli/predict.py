@@ -169,7 +169,8 @@ def _progress(total: int) -> Progress:
 
 
 def _arrays(records: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    keypoints = np.array([r["keypoints"] for r in records], dtype=np.float64).reshape(len(records), -1, 3)
+    joints = len(records[0]["keypoints"]) // 3 if records else 0  # an image where nobody was found: no joints
+    keypoints = np.array([r["keypoints"] for r in records], dtype=np.float64).reshape(len(records), joints, 3)
     boxes = np.array([r["bbox"] for r in records], dtype=np.float64).reshape(len(records), 4)
     scores = np.array([r["score"] for r in records], dtype=np.float64)
     return keypoints, boxes, scores
