@@ -68,13 +68,14 @@ def _root(
 
 def _register() -> None:
     from hrpose_cli.cli import eval as eval_cmd
-    from hrpose_cli.cli import heatmaps, oks, predict, train
+    from hrpose_cli.cli import export, heatmaps, oks, predict, train
 
     app.command("train")(_reporting_errors(train.train))
     app.command("eval")(_reporting_errors(eval_cmd.evaluate))
     app.command("predict")(_reporting_errors(predict.predict))
     app.command("visualize-heatmaps")(_reporting_errors(heatmaps.visualize_heatmaps))
     app.command("oks")(_reporting_errors(oks.oks))
+    app.command("export")(_reporting_errors(export.export))
 
 
 _register()

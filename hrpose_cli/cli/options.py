@@ -10,7 +10,7 @@ from hrpose_cli.errors import HrposeError
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (auto picks CUDA when present).")]
 Weights = Annotated[
     Optional[Path],
-    typer.Option("--weights", help="hrpose or official HRNet checkpoint; default: the model shipped with hrpose."),
+    typer.Option("--weights", help="hrpose or official HRNet checkpoint, or an ONNX model from hrpose export; default: the model shipped with hrpose."),
 ]
 Flip = Annotated[bool, typer.Option("--flip/--no-flip", help="Flip test: average with the mirrored crop.")]
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON to this file.")]
