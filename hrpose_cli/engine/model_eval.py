@@ -138,6 +138,14 @@ def evaluate_predictor(
     return EvalOutcome(stats, results, estimates, list(records))
 
 
+def _checked(predictor: Predictor, weights: Path | None, dataset: CocoKeypoints) -> Predictor:
+    """The predictor, if its model has the annotation file's keypoints (else a one-line error naming both)."""
+    if predictor.config.num_joints != dataset.num_joints:
+        raise HrposeError(f"{weights or 'the default model'}: the model predicts {predictor.config.num_joints} keypoints, "
+                          f"{dataset.path} labels {dataset.num_joints}")
+    return predictor
+
+
 def run_model_eval(
     ann: Path,
     images: Path | None,
@@ -170,14 +178,14 @@ def run_model_eval(
     box_stats = None
     if boxes == "detector":
         threshold = EVAL_THRESHOLD if det_threshold is None else det_threshold
-        predictor = load_predictor(weights, device, flip, decode, compile, input_size, batch)
+        predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
         records, estimates = detect_records(predictor, dataset, Path(images), threshold, batch, workers)
         box_stats = person_box_stats(dataset, [{"image_id": r.image_id, "category_id": 1, "bbox": [float(v) for v in r.bbox],
                                                 "score": r.score} for r in records])
     else:
         records = person_records(dataset, Path(images), boxes)
         decoded = decode_records(records, batch, workers, pin_memory=resolve_device(device).type == "cuda")
-        predictor = load_predictor(weights, device, flip, decode, compile, input_size, batch)
+        predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
         estimates = predict_records(predictor, records, batch, on_batch=on_batch, decoded=decoded)
     results = coco_results(records, estimates, sigmas)
     stats = coco_stats(dataset, results, sigmas)

@@ -151,6 +151,7 @@ class OnnxPose:
         options.log_severity_level = 3  # its warnings are not the user's business; errors become ours below
         if runtime.device.type == "cpu":
             options.intra_op_num_threads = torch.get_num_threads()  # the cores torch would use, no more
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             providers = ["CPUExecutionProvider"]
         elif "CUDAExecutionProvider" in ort.get_available_providers():
             providers = [("CUDAExecutionProvider", {"device_id": runtime.device.index or 0}), "CPUExecutionProvider"]
