@@ -25,7 +25,7 @@ from hrpose_cli.engine.onnx_pose import OnnxPose, is_onnx
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image, per_image
 from hrpose_cli.engine.runtime import Runtime, resolve_device
 from hrpose_cli.errors import HrposeError
-from hrpose_cli.model.checkpoints import load_model
+from hrpose_cli.model.checkpoints import default_model_note, load_model
 from hrpose_cli.model.hrnet import fold_batchnorm
 
 
@@ -80,6 +80,13 @@ def _onnx_predictor(path: Path, runtime: Runtime, flip: bool, decode: str, compi
         raise HrposeError(f"{path}: exported {made} the flip test inside, but {asked} was asked: "
                           f"pass {'--flip' if runner.flip else '--no-flip'} or export again")
     return Predictor(runner, runner.config, runtime, flip=flip, decode=decode)
+
+
+def default_note(predictor: Predictor, weights: Path | None) -> str | None:
+    """The default model's caveat when the predictor runs it (as shipped, or exported to ONNX), else None."""
+    if weights is None:
+        return default_model_note()
+    return getattr(predictor.graph, "default_note", None)
 
 
 def image_id_of(path: Path) -> int | None:

@@ -20,7 +20,6 @@ from hrpose_cli.engine.runtime import resolve_device
 from hrpose_cli.engine.thresholds import EVAL_THRESHOLD
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
-from hrpose_cli.model.checkpoints import default_model_note
 
 RESCORE_THRESHOLD = 0.2  # joints above this score count in the person's rescoring (official in_vis_thre)
 NMS_THRESHOLD = 0.9  # official oks_thre
@@ -168,7 +167,7 @@ def run_model_eval(
 
     The results file goes to ``results_out``, else to OUT/results.json (OUT defaults to runs/eval).
     """
-    from hrpose_cli.engine.inference import load_predictor
+    from hrpose_cli.engine.inference import default_note, load_predictor
 
     if images is None:
         raise HrposeError("--images is needed with --ann to run a model (or pass --results to score a file)")
@@ -210,7 +209,7 @@ def run_model_eval(
     if box_stats is not None:
         info["person_box_AP"] = round(box_stats["AP"], 4)
         info["person_box_AP50"] = round(box_stats["AP50"], 4)
-    note = default_model_note() if weights is None else None
+    note = default_note(predictor, weights)
     header = [f"[yellow]default model:[/] {note}"] if note else []
     header += [
         f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",

@@ -68,7 +68,7 @@ def flip_pairs(num_joints: int) -> list[list[int]]:
     return [[int(a), int(b)] for a, b in enumerate(perm) if a < b]
 
 
-def metadata(config: HRNetConfig, flip: bool, batch: int | None, half: bool, card: str) -> dict[str, str]:
+def metadata(config: HRNetConfig, flip: bool, batch: int | None, half: bool, card: str, default: bool) -> dict[str, str]:
     """What a user of the file needs besides the graph, as ONNX metadata_props (strings; lists as JSON)."""
     joints = config.num_joints
     names = list(KEYPOINT_NAMES) if joints == NUM_JOINTS else [f"joint {i}" for i in range(joints)]
@@ -76,6 +76,7 @@ def metadata(config: HRNetConfig, flip: bool, batch: int | None, half: bool, car
         "format": FORMAT,
         "hrpose_version": __version__,
         "model_card": card,
+        "default_model": "1" if default else "0",  # commands then print its caveat, as for the torch file
         "config": json.dumps(config.to_dict()),
         "input_size": f"{config.input_size[0]}x{config.input_size[1]}",
         "heatmap_size": f"{config.heatmap_size[0]}x{config.heatmap_size[1]}",
@@ -120,7 +121,7 @@ def export_pose(weights: Path | None, out: Path, flip: bool = True, batch: int |
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
     proto = onnx.load_from_string(buffer.getvalue())
     card = checkpoint_note(weights) or f"{config.arch} {h}x{w} from {Path(weights).name if weights else 'the default model'}"
-    for key, value in metadata(config, flip, batch, half, card).items():
+    for key, value in metadata(config, flip, batch, half, card, weights is None).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
@@ -172,7 +173,7 @@ class OnnxPose:
                               "(export again with --input-size, or leave it out)")
         self.flip = meta.get("flip_test") == "1"
         self.batch = None if meta.get("batch", "dynamic") == "dynamic" else int(meta["batch"])
-        self.card = meta.get("model_card", "")
+        self.default_note = meta.get("model_card") if meta.get("default_model") == "1" else None
         self.path = path
 
     def __call__(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
