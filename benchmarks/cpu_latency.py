@@ -9,6 +9,7 @@ onnxruntime gets as many threads as torch uses. Without the [onnx] extra, use --
 """
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ def main() -> None:
                     times[name].append(time.perf_counter() - start)
     config = next(iter(predictors.values())).config
     print(f"{config.arch} {config.input_size[0]}x{config.input_size[1]}, flip {'on' if flip else 'off'}, "
-          f"{torch.get_num_threads()} threads, median of {args.runs}:")
+          f"{torch.get_num_threads()} threads, median of {args.runs}, load average {os.getloadavg()[0]:.2f} at the end:")
     for name, values in times.items():
         print(f"  {name:12s} {np.median(values) * 1000:6.1f} ms per person (min {np.min(values) * 1000:.1f})")
 
