@@ -187,7 +187,7 @@ def test_bad_onnx_files_and_outputs(default_onnx, fixture_data, tmp_path):
     joints = _edited(default_onnx, tmp_path / "joints.onnx", config=json.dumps({**config, "num_joints": 4}))
     assert_one_line_error(predict(joints), "joints.onnx", "4 keypoints")
     foreign = _edited(default_onnx, tmp_path / "foreign.onnx", format="something-else")
-    assert_one_line_error(predict(foreign), "foreign.onnx", "not an hrpose pose model")
+    assert_one_line_error(predict(foreign), "foreign.onnx", "not an hrpose-pose model")
     assert_one_line_error(predict(default_onnx, "--input-size", "384x288"), default_onnx.name, "256x192", "384x288")
 
     mouse = REPO.parent / "shared" / "data" / "custom" / "mouse"
@@ -212,3 +212,34 @@ def test_missing_extra_names_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
     result = runner.invoke(app, ["export", "--out", str(tmp_path / "m.onnx")])
     assert_one_line_error(result, "onnxruntime", "[onnx]", 'pip install -e ".[onnx]"')
+
+
+def test_detector_export_finds_the_same_people(fixture_data, tmp_path):
+    """`hrpose export --detector`: predict with --detector det.onnx finds the same boxes (hence keypoints)."""
+    import onnx
+
+    det = tmp_path / "det.onnx"
+    result = runner.invoke(app, ["export", "--detector", "--out", str(det)])
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(det)).metadata_props}
+    assert meta["format"] == "hrpose-detector" and meta["input_size"] == "416x416" and "NanoDet" in meta["model_card"]
+    records = {}
+    for name, extra in (("torch", []), ("onnx", ["--detector", str(det)])):
+        result = runner.invoke(app, ["predict", str(fixture_data / "images"), "--device", "cpu", "--workers", "0",
+                                     "--json", str(tmp_path / f"{name}.json"), *extra])
+        assert result.exit_code == 0, result.output
+        records[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert len(records["onnx"]) == len(records["torch"]) >= 10
+    for a, b in zip(records["torch"], records["onnx"]):
+        assert a["image"] == b["image"] and np.abs(np.subtract(a["bbox"], b["bbox"])).max() <= 0.011
+        assert abs(a["det_score"] - b["det_score"]) <= 1e-3
+        assert np.abs(np.subtract(a["keypoints"], b["keypoints"])).max() <= 0.011
+
+    image = str(sorted((fixture_data / "images").glob("*.jpg"))[0])
+    pose = _export(tmp_path / "pose.onnx", "--batch", "2")
+    assert_one_line_error(runner.invoke(app, ["predict", image, "--device", "cpu", "--detector", str(pose)]),
+                          "pose.onnx", "not an hrpose-detector model")
+    assert_one_line_error(runner.invoke(app, ["export", "--detector", "--half", "--out", str(tmp_path / "d.onnx")]),
+                          "--half", "not of --detector")
+    assert_one_line_error(runner.invoke(app, ["predict", image, "--device", "cpu", "--detector", "yolo"]),
+                          "--detector 'yolo'")

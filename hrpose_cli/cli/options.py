@@ -52,11 +52,11 @@ def check_decoder(name: str) -> str:
 DETECTOR_NAMES = ("nanodet", "none")
 Detector = Annotated[
     str,
-    typer.Option("--detector", help="Person detector when no boxes are given: nanodet (shipped) or none (the whole image is one person)."),
+    typer.Option("--detector", help="Person detector when no boxes are given: nanodet (shipped), its ONNX export (a .onnx file from hrpose export --detector) or none (the whole image is one person)."),
 ]
 
 
 def check_detector(name: str) -> str:
-    if name not in DETECTOR_NAMES:
-        raise HrposeError(f"--detector {name!r}: expected one of {', '.join(DETECTOR_NAMES)}")
+    if name not in DETECTOR_NAMES and not name.lower().endswith(".onnx"):
+        raise HrposeError(f"--detector {name!r}: expected one of {', '.join(DETECTOR_NAMES)} or a .onnx file")
     return name

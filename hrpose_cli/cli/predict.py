@@ -73,7 +73,7 @@ def predict(
     predictor = inference.load_predictor(
         weights, device, flip, decode, compile, options.parse_input_size(input_size), batch
     )
-    person_detector = inference.load_detector(predictor, threshold) if detect else None
+    person_detector = inference.load_detector(predictor, threshold, detector) if detect else None
 
     if note := inference.default_note(predictor, weights):
         console.print(f"[yellow]default model:[/] {note}")

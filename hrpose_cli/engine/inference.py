@@ -179,9 +179,9 @@ def images_per_detection_batch(batch: int, device_type: str) -> int:
     return batch if device_type == "cuda" else max(1, min(batch, 8))
 
 
-def load_detector(predictor: Predictor, threshold: float) -> PersonDetector:
-    """The shipped person detector on the pose model's runtime."""
-    return PersonDetector(predictor.runtime, threshold)
+def load_detector(predictor: Predictor, threshold: float, detector: str = "nanodet") -> PersonDetector:
+    """The shipped person detector on the pose model's runtime (``detector`` a .onnx export: in onnxruntime)."""
+    return PersonDetector(predictor.runtime, threshold, onnx=Path(detector) if is_onnx(detector) else None)
 
 
 def predict_images(

@@ -93,6 +93,55 @@ def metadata(config: HRNetConfig, flip: bool, batch: int | None, half: bool, car
     }
 
 
+def write_onnx(module: nn.Module, example: torch.Tensor, outputs: tuple[str, ...], dynamic_batch: bool,
+               meta: dict[str, str], out: Path) -> int:
+    """Trace ``module`` (TorchScript exporter: no onnxscript needed) with ``meta`` as metadata_props, check
+    the graph and write it to ``out`` atomically; returns its size in bytes."""
+    onnx = require("onnx")
+    buffer = io.BytesIO()
+    dynamic = {name: {0: "batch"} for name in (INPUT, *outputs)} if dynamic_batch else None
+    with torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(module, (example,), buffer, input_names=[INPUT], output_names=list(outputs),
+                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()
+    atomic_write(out, lambda f: f.write(data))
+    return len(data)
+
+
+def open_session(path: Path, runtime: Runtime, expected_format: str):
+    """An onnxruntime session on the runtime's device and its metadata, or one-line errors naming the file."""
+    ort = require("onnxruntime")
+    if not path.is_file():
+        raise HrposeError(f"{path}: no such file")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # its warnings are not the user's business; errors become ours below
+    if runtime.device.type == "cpu":
+        options.intra_op_num_threads = torch.get_num_threads()  # the cores torch would use, no more
+        # no spinning after a call: the spinning threads would take the cores from torch's crops and decoding
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers: list = ["CPUExecutionProvider"]
+    elif "CUDAExecutionProvider" in ort.get_available_providers():
+        providers = [("CUDAExecutionProvider", {"device_id": runtime.device.index or 0}), "CPUExecutionProvider"]
+    else:
+        raise HrposeError(f"{path}: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu), "
+                          "or pass --device cpu")
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as err:  # not protobuf, truncated, unknown operators...
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise HrposeError(f"{path}: cannot read the ONNX model ({first})") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if meta.get("format") != expected_format:
+        found = f"an {meta['format']} model" if meta.get("format") else "no hrpose metadata"
+        raise HrposeError(f"{path}: not an {expected_format} model ({found}: make it with hrpose export)")
+    return session, meta
+
+
 @dataclass
 class Exported:
     path: Path
@@ -105,7 +154,6 @@ def export_pose(weights: Path | None, out: Path, flip: bool = True, batch: int |
                 input_size: tuple[int, int] | None = None) -> Exported:
     """Write the PoseGraph of a checkpoint (the default model when None) to ``out`` atomically, then run
     the written file once through onnxruntime against torch as a check."""
-    onnx = require("onnx")
     require("onnxruntime")
     model, config = load_model(weights, input_size=input_size)
     model = fold_batchnorm(model, inplace=True)  # as the CPU Predictor runs it
@@ -113,27 +161,16 @@ def export_pose(weights: Path | None, out: Path, flip: bool = True, batch: int |
     reference = PoseGraph(model, perm, flip).eval()
     graph = PoseGraph(_Half(fold_batchnorm(model)) if half else model, perm, flip).eval()
     h, w = config.input_size
-    dummy = torch.zeros((batch or 2, 3, h, w))
-    buffer = io.BytesIO()
-    dynamic = None if batch else {name: {0: "batch"} for name in (INPUT, *OUTPUTS)}
-    with torch.inference_mode(False), torch.no_grad():
-        torch.onnx.export(graph, (dummy,), buffer, input_names=[INPUT], output_names=list(OUTPUTS),
-                          dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
-    proto = onnx.load_from_string(buffer.getvalue())
     card = checkpoint_note(weights) or f"{config.arch} {h}x{w} from {Path(weights).name if weights else 'the default model'}"
-    for key, value in metadata(config, flip, batch, half, card, weights is None).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(proto)
-    data = proto.SerializeToString()
-    atomic_write(out, lambda f: f.write(data))
+    meta = metadata(config, flip, batch, half, card, weights is None)
+    size = write_onnx(graph, torch.zeros((batch or 2, 3, h, w)), OUTPUTS, batch is None, meta, out)
 
     crops = torch.randn((batch or 3, 3, h, w), generator=torch.Generator().manual_seed(0))
     runner = OnnxPose(Path(out), Runtime.create("cpu"))
     with torch.no_grad():
         expected = reference(crops)[0]
     got = runner(crops)[0]
-    return Exported(Path(out), config, len(data) / 2**20, float((got - expected).abs().max()))
+    return Exported(Path(out), config, size / 2**20, float((got - expected).abs().max()))
 
 
 class OnnxPose:
@@ -145,26 +182,7 @@ class OnnxPose:
     """
 
     def __init__(self, path: Path, runtime: Runtime, input_size: tuple[int, int] | None = None):
-        ort = require("onnxruntime")
-        if not path.is_file():
-            raise HrposeError(f"{path}: no such file")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # its warnings are not the user's business; errors become ours below
-        if runtime.device.type == "cpu":
-            options.intra_op_num_threads = torch.get_num_threads()  # the cores torch would use, no more
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            providers = ["CPUExecutionProvider"]
-        elif "CUDAExecutionProvider" in ort.get_available_providers():
-            providers = [("CUDAExecutionProvider", {"device_id": runtime.device.index or 0}), "CPUExecutionProvider"]
-        else:
-            raise HrposeError(f"{path}: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu), "
-                              "or pass --device cpu")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as err:  # not protobuf, truncated, unknown operators...
-            first = (str(err).strip().splitlines() or [""])[0][:200]
-            raise HrposeError(f"{path}: cannot read the ONNX model ({first})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.session, meta = open_session(path, runtime, FORMAT)
         self.config = _config_of(path, meta)
         _check_graph(path, self.session, self.config)
         if input_size is not None and tuple(input_size) != self.config.input_size:
@@ -174,26 +192,28 @@ class OnnxPose:
         self.flip = meta.get("flip_test") == "1"
         self.batch = None if meta.get("batch", "dynamic") == "dynamic" else int(meta["batch"])
         self.default_note = meta.get("model_card") if meta.get("default_model") == "1" else None
-        self.path = path
 
     def __call__(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = inputs.detach().float().cpu().numpy()
-        n = len(x)
-        if self.batch is None:
-            outs = self.session.run(list(OUTPUTS), {INPUT: x})
-        else:
-            chunks = []
-            for start in range(0, n, self.batch):
-                part = x[start : start + self.batch]
-                pad = np.zeros((self.batch - len(part), *x.shape[1:]), np.float32)
-                chunks.append([o[: len(part)] for o in self.session.run(list(OUTPUTS), {INPUT: np.concatenate([part, pad])})])
-            outs = [np.concatenate(parts) for parts in zip(*chunks)]
-        return tuple(torch.from_numpy(o).to(inputs.device) for o in outs)  # type: ignore[return-value]
+        return run_session(self.session, inputs, OUTPUTS, self.batch)  # type: ignore[return-value]
+
+
+def run_session(session, inputs: torch.Tensor, outputs: tuple[str, ...], batch: int | None = None) -> tuple[torch.Tensor, ...]:
+    """The session's outputs for a torch batch, back on its device; a fixed ``batch`` runs in chunks of
+    that size, the last one padded with zeros."""
+    x = inputs.detach().float().cpu().numpy()
+    if batch is None:
+        outs = session.run(list(outputs), {INPUT: x})
+    else:
+        chunks = []
+        for start in range(0, len(x), batch):
+            part = x[start : start + batch]
+            padded = np.concatenate([part, np.zeros((batch - len(part), *x.shape[1:]), np.float32)])
+            chunks.append([o[: len(part)] for o in session.run(list(outputs), {INPUT: padded})])
+        outs = [np.concatenate(parts) for parts in zip(*chunks)]
+    return tuple(torch.from_numpy(o).to(inputs.device) for o in outs)
 
 
 def _config_of(path: Path, meta: dict[str, str]) -> HRNetConfig:
-    if meta.get("format") != FORMAT:
-        raise HrposeError(f"{path}: not an hrpose pose model (no '{FORMAT}' metadata: make it with hrpose export)")
     try:
         return HRNetConfig.from_dict(json.loads(meta["config"]))
     except (KeyError, TypeError, ValueError, HrposeError) as err:
