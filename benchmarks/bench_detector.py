@@ -1,6 +1,8 @@
 """The person detector alone: images/s on the GPU (bf16, batch 64) or ms per image on the CPU.
 
-    python benchmarks/bench_detector.py IMAGES_DIR [--device cuda|cpu] [--batch 64] [--repeats 3]
+    python benchmarks/bench_detector.py IMAGES_DIR [--device cuda|cpu] [--batch 64] [--repeats 3] [--onnx DET.onnx]
+
+``--onnx`` times the detector exported by `hrpose export --detector` in onnxruntime instead of torch.
 
 Real photos are decoded once and packed; the timed part is what `predict` does per batch on the device:
 letterbox, NanoDet forward, decoding, NMS and the boxes back on the host.
@@ -25,6 +27,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--onnx", type=Path)
     args = parser.parse_args()
     try:
         paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -32,7 +35,7 @@ def main() -> None:
             raise HrposeError(f"{args.images}: no images")
         images = [read_image(p) for p in (paths * (args.batch // len(paths) + 1))[: args.batch]]
         runtime = Runtime.create(args.device)
-        detector = PersonDetector(runtime, threshold=0.35)
+        detector = PersonDetector(runtime, threshold=0.35, onnx=args.onnx)
     except (HrposeError, OSError) as err:
         sys.exit(f"error: {err}")
     packed = PackedImages.pack(images).to(runtime.device)
@@ -46,7 +49,7 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     best = min(times)
     people = sum(len(f.scores) for f in found)
-    print(f"{runtime.device}: batch {len(images)}: {len(images) / best:.0f} images/s, {1000 * best / len(images):.1f} ms "
+    print(f"{runtime.device}, {'onnxruntime' if args.onnx else 'torch'}: batch {len(images)}: {len(images) / best:.0f} images/s, {1000 * best / len(images):.1f} ms "
           f"per image (best of {args.repeats}), {people} people found")
 
 

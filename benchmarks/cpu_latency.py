@@ -1,9 +1,16 @@
-"""Latency of one prediction on the CPU: one person, one image already decoded, flip test on (median of 20).
+"""Latency of one prediction on the CPU, torch and onnxruntime side by side: one person, one image already
+decoded, the whole Predictor.run (crop, network with or without the flip test, decoding, map back), median
+of 20 after 3 warm-up runs, the two runtimes interleaved so that both see the same machine load.
 
-    python benchmarks/cpu_latency.py [IMAGE] [--weights W]
+    python benchmarks/cpu_latency.py [IMAGE] [--weights W] [--no-flip] [--runtime both|torch|onnx]
+
+The ONNX model is exported from the same weights into a temporary folder first (hrpose export's code);
+onnxruntime gets as many threads as torch uses. Without the [onnx] extra, use --runtime torch.
 """
 
 import argparse
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,19 +27,34 @@ def main() -> None:
     parser.add_argument("image", nargs="?", type=Path, default=asset_path("astronaut.png"))
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--no-flip", action="store_true")
+    parser.add_argument("--runtime", choices=("both", "torch", "onnx"), default="both")
+    parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    predictor = load_predictor(args.weights, "cpu", flip=not args.no_flip)
-    image = read_image(args.image)
-    packed = PackedImages.pack([image])
-    box = np.array([[0.0, 0.0, image.shape[1], image.shape[0]]])
-    times = []
-    for i in range(23):
-        start = time.perf_counter()
-        predictor.run(packed, np.array([0]), box)
-        if i >= 3:
-            times.append(time.perf_counter() - start)
-    print(f"{predictor.config.arch} {predictor.config.input_size}, flip {'off' if args.no_flip else 'on'}, "
-          f"{torch.get_num_threads()} threads: median {np.median(times) * 1000:.0f} ms per person")
+    flip = not args.no_flip
+    predictors = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.runtime in ("both", "torch"):
+            predictors["torch"] = load_predictor(args.weights, "cpu", flip=flip)
+        if args.runtime in ("both", "onnx"):
+            from hrpose_cli.engine.onnx_pose import export_pose
+
+            onnx_path = export_pose(args.weights, Path(tmp) / "model.onnx", flip=flip).path
+            predictors["onnxruntime"] = load_predictor(onnx_path, "cpu", flip=flip)
+        image = read_image(args.image)
+        packed = PackedImages.pack([image])
+        box = np.array([[0.0, 0.0, image.shape[1], image.shape[0]]])
+        times: dict[str, list[float]] = {name: [] for name in predictors}
+        for i in range(args.runs + 3):
+            for name, predictor in predictors.items():
+                start = time.perf_counter()
+                predictor.run(packed, np.array([0]), box)
+                if i >= 3:
+                    times[name].append(time.perf_counter() - start)
+    config = next(iter(predictors.values())).config
+    print(f"{config.arch} {config.input_size[0]}x{config.input_size[1]}, flip {'on' if flip else 'off'}, "
+          f"{torch.get_num_threads()} threads, median of {args.runs}, load average {os.getloadavg()[0]:.2f} at the end:")
+    for name, values in times.items():
+        print(f"  {name:12s} {np.median(values) * 1000:6.1f} ms per person (min {np.min(values) * 1000:.1f})")
 
 
 if __name__ == "__main__":

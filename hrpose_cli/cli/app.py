@@ -10,6 +10,7 @@ from typing import Annotated, Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hrpose_cli import __version__
 from hrpose_cli.errors import HrposeError
@@ -29,7 +30,7 @@ def _reporting_errors(command: Callable) -> Callable:
         except HrposeError as err:
             if verbose:
                 raise
-            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True, markup=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True, markup=True)  # "[x, y, w, h]" is text, not markup
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -68,13 +69,14 @@ def _root(
 
 def _register() -> None:
     from hrpose_cli.cli import eval as eval_cmd
-    from hrpose_cli.cli import heatmaps, oks, predict, train
+    from hrpose_cli.cli import export, heatmaps, oks, predict, train
 
     app.command("train")(_reporting_errors(train.train))
     app.command("eval")(_reporting_errors(eval_cmd.evaluate))
     app.command("predict")(_reporting_errors(predict.predict))
     app.command("visualize-heatmaps")(_reporting_errors(heatmaps.visualize_heatmaps))
     app.command("oks")(_reporting_errors(oks.oks))
+    app.command("export")(_reporting_errors(export.export))
 
 
 _register()

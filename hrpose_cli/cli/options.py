@@ -10,7 +10,7 @@ from hrpose_cli.errors import HrposeError
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (auto picks CUDA when present).")]
 Weights = Annotated[
     Optional[Path],
-    typer.Option("--weights", help="hrpose or official HRNet checkpoint; default: the model shipped with hrpose."),
+    typer.Option("--weights", help="hrpose or official HRNet checkpoint, or an ONNX model from hrpose export; default: the model shipped with hrpose."),
 ]
 Flip = Annotated[bool, typer.Option("--flip/--no-flip", help="Flip test: average with the mirrored crop.")]
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON to this file.")]
@@ -52,11 +52,11 @@ def check_decoder(name: str) -> str:
 DETECTOR_NAMES = ("nanodet", "none")
 Detector = Annotated[
     str,
-    typer.Option("--detector", help="Person detector when no boxes are given: nanodet (shipped) or none (the whole image is one person)."),
+    typer.Option("--detector", help="Person detector when no boxes are given: nanodet (shipped), its ONNX export (a .onnx file from hrpose export --detector) or none (the whole image is one person)."),
 ]
 
 
 def check_detector(name: str) -> str:
-    if name not in DETECTOR_NAMES:
-        raise HrposeError(f"--detector {name!r}: expected one of {', '.join(DETECTOR_NAMES)}")
+    if name not in DETECTOR_NAMES and not name.lower().endswith(".onnx"):
+        raise HrposeError(f"--detector {name!r}: expected one of {', '.join(DETECTOR_NAMES)} or a .onnx file")
     return name

@@ -54,7 +54,6 @@ def predict(
     from hrpose_cli.data.images import expand_inputs
     from hrpose_cli.engine import inference
     from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
-    from hrpose_cli.model.checkpoints import default_model_note
 
     options.check_decoder(decode)
     threshold = check_det_threshold(det_threshold, PREDICT_THRESHOLD)
@@ -74,9 +73,9 @@ def predict(
     predictor = inference.load_predictor(
         weights, device, flip, decode, compile, options.parse_input_size(input_size), batch
     )
-    person_detector = inference.load_detector(predictor, threshold) if detect else None
+    person_detector = inference.load_detector(predictor, threshold, detector) if detect else None
 
-    if weights is None and (note := default_model_note()):
+    if note := inference.default_note(predictor, weights):
         console.print(f"[yellow]default model:[/] {note}")
     records: list[dict] = []
     heatmaps: list[np.ndarray] = []

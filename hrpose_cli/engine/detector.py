@@ -8,6 +8,7 @@ batch of photos of any sizes is detected in one forward. Only the surviving boxe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,11 +36,18 @@ class Detections:
 class PersonDetector:
     """NanoDet on a runtime with its test-time rules: letterbox, forward, decode, threshold, NMS, map back."""
 
-    def __init__(self, runtime: Runtime, threshold: float = PREDICT_THRESHOLD, nms_iou: float = NMS_IOU):
+    def __init__(self, runtime: Runtime, threshold: float = PREDICT_THRESHOLD, nms_iou: float = NMS_IOU,
+                 onnx: Path | None = None):
+        """``onnx``: a detector exported by `hrpose export --detector`, run by onnxruntime instead of torch."""
         self.runtime = runtime
         self.threshold = check_det_threshold(threshold, PREDICT_THRESHOLD)
         self.nms_iou = nms_iou
-        self.net = runtime.prepare(load_nanodet())
+        if onnx is not None:
+            from hrpose_cli.engine.onnx_detector import OnnxDetector
+
+            self.net = OnnxDetector(onnx, runtime)
+        else:
+            self.net = runtime.prepare(load_nanodet())
 
     def letterbox(self, images: PackedImages) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """BGR inputs (B, 3, S, S) in [0, 255], and each image's scale and (x, y) padding in input pixels."""

@@ -21,10 +21,11 @@ import numpy as np
 from hrpose_cli.data.coco import PERSON_CATEGORY
 from hrpose_cli.data.images import ImageBatch, PackedImages, batch_loader
 from hrpose_cli.engine.detector import Detections, PersonDetector
+from hrpose_cli.engine.onnx_pose import OnnxPose, is_onnx
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image, per_image
 from hrpose_cli.engine.runtime import Runtime, resolve_device
 from hrpose_cli.errors import HrposeError
-from hrpose_cli.model.checkpoints import load_model
+from hrpose_cli.model.checkpoints import default_model_note, load_model
 from hrpose_cli.model.hrnet import fold_batchnorm
 
 
@@ -51,8 +52,11 @@ def load_predictor(
     input_size: tuple[int, int] | None = None,
     batch_size: int | None = None,
 ) -> Predictor:
-    """A Predictor for a checkpoint (hrpose or official), or the embedded default model when ``weights`` is None."""
+    """A Predictor for a checkpoint (hrpose or official), an ONNX model made by `hrpose export` (run by
+    onnxruntime), or the embedded default model when ``weights`` is None."""
     runtime = Runtime.create(device, compile=compile)
+    if is_onnx(weights):
+        return _onnx_predictor(Path(weights), runtime, flip, decode, compile, input_size)
     model, config = load_model(weights, input_size=input_size)
     if runtime.device.type == "cpu":  # measured to pay there; on CUDA, --compile fuses them
         model = fold_batchnorm(model, inplace=True)
@@ -63,6 +67,26 @@ def load_predictor(
     if pad:
         predictor.warm_up()
     return predictor
+
+
+def _onnx_predictor(path: Path, runtime: Runtime, flip: bool, decode: str, compile: bool,
+                    input_size: tuple[int, int] | None) -> Predictor:
+    """The Predictor with an exported model in onnxruntime as its network; the flip test is the file's."""
+    if compile:
+        raise HrposeError(f"{path}: --compile compiles torch networks; an ONNX model runs in onnxruntime as it is")
+    runner = OnnxPose(path, runtime, input_size)
+    if runner.flip != flip:
+        made, asked = ("with", "--no-flip") if runner.flip else ("without", "--flip (the default)")
+        raise HrposeError(f"{path}: exported {made} the flip test inside, but {asked} was asked: "
+                          f"pass {'--flip' if runner.flip else '--no-flip'} or export again")
+    return Predictor(runner, runner.config, runtime, flip=flip, decode=decode)
+
+
+def default_note(predictor: Predictor, weights: Path | None) -> str | None:
+    """The default model's caveat when the predictor runs it (as shipped, or exported to ONNX), else None."""
+    if weights is None:
+        return default_model_note()
+    return getattr(predictor.graph, "default_note", None)
 
 
 def image_id_of(path: Path) -> int | None:
@@ -155,9 +179,9 @@ def images_per_detection_batch(batch: int, device_type: str) -> int:
     return batch if device_type == "cuda" else max(1, min(batch, 8))
 
 
-def load_detector(predictor: Predictor, threshold: float) -> PersonDetector:
-    """The shipped person detector on the pose model's runtime."""
-    return PersonDetector(predictor.runtime, threshold)
+def load_detector(predictor: Predictor, threshold: float, detector: str = "nanodet") -> PersonDetector:
+    """The shipped person detector on the pose model's runtime (``detector`` a .onnx export: in onnxruntime)."""
+    return PersonDetector(predictor.runtime, threshold, onnx=Path(detector) if is_onnx(detector) else None)
 
 
 def predict_images(

@@ -20,7 +20,6 @@ from hrpose_cli.engine.runtime import resolve_device
 from hrpose_cli.engine.thresholds import EVAL_THRESHOLD
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
-from hrpose_cli.model.checkpoints import default_model_note
 
 RESCORE_THRESHOLD = 0.2  # joints above this score count in the person's rescoring (official in_vis_thre)
 NMS_THRESHOLD = 0.9  # official oks_thre
@@ -138,6 +137,14 @@ def evaluate_predictor(
     return EvalOutcome(stats, results, estimates, list(records))
 
 
+def _checked(predictor: Predictor, weights: Path | None, dataset: CocoKeypoints) -> Predictor:
+    """The predictor, if its model has the annotation file's keypoints (else a one-line error naming both)."""
+    if predictor.config.num_joints != dataset.num_joints:
+        raise HrposeError(f"{weights or 'the default model'}: the model predicts {predictor.config.num_joints} keypoints, "
+                          f"{dataset.path} labels {dataset.num_joints}")
+    return predictor
+
+
 def run_model_eval(
     ann: Path,
     images: Path | None,
@@ -160,7 +167,7 @@ def run_model_eval(
 
     The results file goes to ``results_out``, else to OUT/results.json (OUT defaults to runs/eval).
     """
-    from hrpose_cli.engine.inference import load_predictor
+    from hrpose_cli.engine.inference import default_note, load_predictor
 
     if images is None:
         raise HrposeError("--images is needed with --ann to run a model (or pass --results to score a file)")
@@ -170,14 +177,14 @@ def run_model_eval(
     box_stats = None
     if boxes == "detector":
         threshold = EVAL_THRESHOLD if det_threshold is None else det_threshold
-        predictor = load_predictor(weights, device, flip, decode, compile, input_size, batch)
+        predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
         records, estimates = detect_records(predictor, dataset, Path(images), threshold, batch, workers)
         box_stats = person_box_stats(dataset, [{"image_id": r.image_id, "category_id": 1, "bbox": [float(v) for v in r.bbox],
                                                 "score": r.score} for r in records])
     else:
         records = person_records(dataset, Path(images), boxes)
         decoded = decode_records(records, batch, workers, pin_memory=resolve_device(device).type == "cuda")
-        predictor = load_predictor(weights, device, flip, decode, compile, input_size, batch)
+        predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
         estimates = predict_records(predictor, records, batch, on_batch=on_batch, decoded=decoded)
     results = coco_results(records, estimates, sigmas)
     stats = coco_stats(dataset, results, sigmas)
@@ -202,7 +209,7 @@ def run_model_eval(
     if box_stats is not None:
         info["person_box_AP"] = round(box_stats["AP"], 4)
         info["person_box_AP50"] = round(box_stats["AP50"], 4)
-    note = default_model_note() if weights is None else None
+    note = default_note(predictor, weights)
     header = [f"[yellow]default model:[/] {note}"] if note else []
     header += [
         f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",

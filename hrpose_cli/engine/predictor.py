@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -80,12 +80,47 @@ class Estimates:
         return np.prod(self.scales * geometry.PIXEL_STD, axis=1)
 
 
+class PoseGraph(nn.Module):
+    """The network with the flip test and argmax decoding folded in: normalised crops (N, 3, H, W) ->
+    heatmaps (N, J, h, w) float32, peaks (N, J, 2) in heatmap pixels and their scores (N, J).
+
+    The one home of the test-time network rules: Predictor runs it in torch and `hrpose export` writes
+    this same module to ONNX, so both give the same keypoints.
+    """
+
+    def __init__(self, net: nn.Module, flip_perm: torch.Tensor, flip: bool = True, channels_last: bool = False):
+        super().__init__()
+        self.net = net
+        self.flip = flip
+        self.channels_last = channels_last
+        self.register_buffer("flip_perm", flip_perm.long(), persistent=False)
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = inputs.shape[0]
+        batch = torch.cat([inputs, inputs.flip(-1)]) if self.flip else inputs
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        out = self.net(batch).float()
+        if self.flip:  # the mirrored half, flipped back with the official one-column shift, averaged
+            out = (out[:n] + codec.flip_back(out[n:], self.flip_perm, shift=True)) * 0.5
+        coords, scores = codec.decode_argmax(out)
+        return out, coords, scores
+
+
+class PoseRunner(Protocol):
+    """What Predictor calls for the network outputs: a PoseGraph, or an ONNX model through onnxruntime."""
+
+    flip: bool
+
+    def __call__(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
 class Predictor:
     """A model on a device with its test-time rules: crop, (flip) forward, decode, map back."""
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | PoseRunner,
         config: HRNetConfig,
         runtime: Runtime,
         flip: bool = True,
@@ -93,12 +128,12 @@ class Predictor:
         sigma: float | None = None,
         pad_batches_to: int | None = None,
     ):
-        """``pad_batches_to`` pads every batch to that many persons: the network then sees one shape, so
-        cuDNN autotunes and torch.compile compiles once, not again for every new batch size."""
+        """``model`` is the torch network, or a PoseRunner with the flip test already inside (an ONNX model,
+        whose ``flip`` must be ``flip``). ``pad_batches_to`` pads every batch to that many persons: the network
+        then sees one shape, so cuDNN autotunes and torch.compile compiles once, not again for every new batch size."""
         self.config = config
         self.pad_batches_to = pad_batches_to
         self.runtime = runtime
-        self.model = runtime.prepare(model.eval())
         self.flip = flip
         self.decode_method = decode
         self.input_hw = config.input_size
@@ -106,6 +141,13 @@ class Predictor:
         self.stride = self.input_hw[1] / self.heatmap_hw[1]
         self.sigma = sigma if sigma is not None else 2.0 * self.input_hw[0] / 256
         self.flip_perm = torch.from_numpy(flip_permutation(config.num_joints)).to(runtime.device)
+        if isinstance(model, nn.Module):
+            self.model: nn.Module | None = runtime.prepare(model.eval())
+            self.graph: PoseRunner = PoseGraph(self.model, self.flip_perm, flip, runtime.channels_last)
+        else:
+            if model.flip != flip:
+                raise ValueError("the runner's flip test setting differs from the predictor's")
+            self.model, self.graph = None, model
 
     @property
     def aspect_ratio(self) -> float:
@@ -127,31 +169,39 @@ class Predictor:
         self.runtime.synchronize()
 
     @torch.inference_mode()
-    def heatmaps(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Network heatmaps (N, J, h, w) float32; with flip test, averaged with the flipped-back mirror's."""
+    def outputs(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Heatmaps (N, J, h, w) float32 (with flip test, averaged with the flipped-back mirror's), peaks
+        (N, J, 2) in heatmap pixels and scores (N, J) by the predictor's decoding method."""
         n = len(inputs)
         if self.pad_batches_to and n < self.pad_batches_to:
             inputs = torch.cat([inputs, inputs.new_zeros((self.pad_batches_to - n, *inputs.shape[1:]))])
-        batch = torch.cat([inputs, inputs.flip(-1)]) if self.flip else inputs
         with self.runtime.autocast():
-            out = self.model(self.runtime.input(batch)).float()
-        if not self.flip:
-            return out[:n]
-        plain, mirrored = out[:n], out[len(inputs) : len(inputs) + n]
-        return (plain + codec.flip_back(mirrored, self.flip_perm, shift=True)) * 0.5
+            heatmaps, coords, scores = self.graph(inputs)
+        heatmaps, coords, scores = heatmaps[:n].float(), coords[:n], scores[:n]
+        if self.decode_method != "argmax":  # the graph decodes argmax; others decode its heatmaps here
+            coords, scores = codec.decode(heatmaps, self.decode_method, self.sigma)
+        return heatmaps, coords, scores
+
+    def heatmaps(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Network heatmaps (N, J, h, w) float32; with flip test, averaged with the flipped-back mirror's."""
+        return self.outputs(inputs)[0]
 
     @torch.inference_mode()
     def decode(self, heatmaps: torch.Tensor, crop_to_image: torch.Tensor) -> torch.Tensor:
         """Heatmaps -> keypoints (N, J, 3) in image pixels with peak scores, on the device."""
         coords, scores = codec.decode(heatmaps, self.decode_method, self.sigma)
+        return self.to_image(coords, scores, crop_to_image)
+
+    def to_image(self, coords: torch.Tensor, scores: torch.Tensor, crop_to_image: torch.Tensor) -> torch.Tensor:
+        """Peaks in heatmap pixels and their scores -> keypoints (N, J, 3) in image pixels."""
         image_xy = geometry.apply_affine(coords * self.stride, crop_to_image)
         return torch.cat([image_xy, scores.unsqueeze(-1)], dim=-1)
 
     def run(self, images: PackedImages, image_index: np.ndarray, boxes: np.ndarray, keep_heatmaps: bool = False):
         """One batch, left on the device: (keypoints (N, J, 3), heatmaps or None, crop batch)."""
         crop = self.crops(images, image_index, boxes)
-        heatmaps = self.heatmaps(crop.inputs)
-        keypoints = self.decode(heatmaps, crop.crop_to_image)
+        heatmaps, coords, scores = self.outputs(crop.inputs)
+        keypoints = self.to_image(coords, scores, crop.crop_to_image)
         return keypoints, (heatmaps if keep_heatmaps else None), crop
 
 

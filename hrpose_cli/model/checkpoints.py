@@ -54,7 +54,12 @@ def _note_of(obj: Mapping[str, Any]) -> str | None:
 
 def default_model_note() -> str | None:
     """The shipped default model's own caveat (its card's 'note'), for commands to print when they use it."""
-    path = default_weights_path()
+    return checkpoint_note(None)
+
+
+def checkpoint_note(path: str | Path | None) -> str | None:
+    """A checkpoint's model card line ('note'; None when it has none), the default model's when ``path`` is None."""
+    path = default_weights_path() if path is None else Path(path)
     if path is None:
         return None
     version = _file_version(path)
@@ -220,6 +225,8 @@ def load_model(
         if path is None:
             raise HrposeError("no --weights given and no default model is installed")
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        raise HrposeError(f"{path}: an ONNX model runs in predict and eval; this needs a torch checkpoint")
     obj = read_checkpoint(path)
 
     if obj.get("format") == FORMAT:
