@@ -16,7 +16,7 @@ import numpy as np
 from pycocotools.cocoeval import COCOeval
 
 from hrpose_cli.core.keypoint_errors import (
-    DEFAULT_CONVENTION, LABELS, UNLABELLED, corrected_keypoints, flip_permutation_from_names, label_keypoints,
+    DEFAULT_CONVENTION, INVERSION, JITTER, LABELS, MISS, SWAP, UNLABELLED, corrected_keypoints, flip_permutation_from_names, label_keypoints,
     soft_nms_scores,
 )
 from hrpose_cli.core.oks import oks_matrix
@@ -74,15 +74,16 @@ class ErrorAnalysis:
 
     def worst(self, limit: int) -> list[Candidate]:
         """The analysed detections with the lowest OKS with their GT (most errors first among equals)."""
-        return sorted(self.candidates, key=lambda c: (c.oks, -int(np.isin(c.labels, [1, 2, 3, 4]).sum())))[:limit]
+        errors = [JITTER, INVERSION, SWAP, MISS]
+        return sorted(self.candidates, key=lambda c: (c.oks, -int(np.isin(c.labels, errors).sum())))[:limit]
 
     def to_json(self) -> dict:
         """The "analysis" object of `eval --json`, with exactly the keys of the CLI contract."""
         return {
             "counts": self.counts,
             "per_joint": self.per_joint,
-            "ap_fixed": {name: round(v, 6) for name, v in self.ap_fixed["all"].items()},
-            "ap": round(self.progressive["all"]["original"], 6),
+            "ap_fixed": dict(self.ap_fixed["all"]),
+            "ap": self.progressive["all"]["original"],
             "convention": self.convention,
         }
 
