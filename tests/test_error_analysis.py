@@ -16,11 +16,12 @@ from hrpose_cli.core.keypoint_errors import (
 )
 from hrpose_cli.core.schema import KEYPOINT_NAMES, OKS_SIGMAS, flip_permutation
 from hrpose_cli.data.coco import CocoKeypoints
-from hrpose_cli.engine.error_analysis import OKS_THRESHOLDS, analyze, precision_curve, _evaluate
+from hrpose_cli.engine.error_analysis import _evaluate, analyze, precision_curve
 from hrpose_cli.engine.evaluator import coco_stats
 from tests.test_eval_cli import noisy_results
 
 runner = CliRunner()
+OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCOeval's
 FLIP = flip_permutation()
 L_WRIST, R_WRIST = KEYPOINT_NAMES.index("left_wrist"), KEYPOINT_NAMES.index("right_wrist")
 
@@ -148,16 +149,18 @@ def test_fixing_everything_cumulatively_gives_ap_1_and_each_fix_counts(tmp_path)
     assert all(b >= a - 1e-12 for a, b in zip(stages, stages[1:]))
 
 
-def test_precision_curve_equals_pycocotools_accumulate(fixture_data):
+def test_matching_and_precision_equal_pycocotools_evaluate_and_accumulate(fixture_data):
     ann = fixture_data / "person_keypoints.json"
     dataset = CocoKeypoints.load(ann)
     results = noisy_results(ann, 3)
     kpts = np.array([r["keypoints"] for r in results]).reshape(-1, 17, 3)
     evals = _evaluate(dataset, [r["image_id"] for r in results], kpts, np.array([r["score"] for r in results]),
-                      OKS_SIGMAS, (0.0, 1e10), OKS_THRESHOLDS)
+                      OKS_SIGMAS, (0.0, 1e10), tuple(OKS_THRESHOLDS))
     reference = COCOeval(dataset.coco, dataset.coco.loadRes([dict(r) for r in results]), iouType="keypoints")
     reference.evaluate()
     reference.accumulate()
+    area_all = [e for e in reference.evalImgs[:len(reference.params.imgIds)] if e is not None]
+    assert [e["dtMatches"].tolist() for e in evals] == [e["dtMatches"].tolist() for e in area_all]
     for t in range(len(OKS_THRESHOLDS)):
         assert np.allclose(precision_curve(evals, t)[1], reference.eval["precision"][t, :, 0, 0, -1])
 

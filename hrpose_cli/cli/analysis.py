@@ -11,6 +11,7 @@ from rich.table import Table
 
 from hrpose_cli.core.keypoint_errors import LABELS
 from hrpose_cli.data.coco import CocoKeypoints, load_results
+from hrpose_cli.data.image_file import read_image
 from hrpose_cli.engine.error_analysis import AREAS, FIXED, REPORT_OKS, ErrorAnalysis, analyze
 from hrpose_cli.viz.draw import write_image
 from hrpose_cli.viz.error_plots import STAGE_STYLE, joint_bars, person_tile, pr_figure, worst_sheet
@@ -73,8 +74,6 @@ def render_analysis(analysis: ErrorAnalysis, console: Console, ann: Path, images
 
 def write_figures(analysis: ErrorAnalysis, dataset: CocoKeypoints, images: Path | None, out: Path) -> list[Path]:
     """analysis_pr.png (figure 2 of the paper), analysis_joints.png and, with images, analysis_worst.png."""
-    from hrpose_cli.data.images import read_image
-
     written = [write_image(out / "analysis_pr.png", pr_figure(analysis.curves)),
                write_image(out / "analysis_joints.png", joint_bars(analysis.count_matrix, analysis.joint_names))]
     worst = analysis.worst(WORST_DRAWN)

@@ -23,10 +23,9 @@ from hrpose_cli.core.oks import oks_matrix
 from hrpose_cli.data.coco import PERSON_CATEGORY, CocoKeypoints
 
 AREAS: dict[str, tuple[float, float]] = {"all": (0.0, 1e10), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
-OKS_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)
 MATCH_OKS = 0.1  # detections matched to a GT at this OKS get per-keypoint labels
 REPORT_OKS = 0.75
-CURVE_OKS = (0.5, 0.75, 0.95)  # the paper's figure 2
+CURVE_OKS = (0.5, 0.75, 0.95)  # the paper's figure 2 (area all); every other number is at REPORT_OKS
 MAX_DETS = 20
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 ERROR_TYPES = ("miss", "swap", "inversion", "jitter")  # the cumulative order of the progressive curves
@@ -45,7 +44,7 @@ class Candidate:
     score: float
     oks: float
     labels: np.ndarray  # (J,) LABELS codes, UNLABELLED where the GT lacks the joint
-    ksmax: np.ndarray  # (J,) similarity to the nearest target
+    fixed: np.ndarray  # (J, 3) the keypoints with every error corrected (section 4.1)
 
 
 @dataclass
@@ -103,14 +102,30 @@ def top_detections(results: list[dict], max_dets: int = MAX_DETS) -> list[dict]:
     return [entry for index, entry in enumerate(results) if index in keep]
 
 
+class _VectorisedOks(COCOeval):
+    """COCOeval with computeOks replaced by core.oks.oks_matrix (the same numbers, vectorised): the analysis
+    re-matches every fixed version of the detections, and pycocotools' per-pair loop was most of its time."""
+
+    def computeOks(self, imgId: int, catId: int) -> np.ndarray | list:
+        gts, dts = self._gts[imgId, catId], self._dts[imgId, catId]
+        order = np.argsort([-d["score"] for d in dts], kind="mergesort")[: self.params.maxDets[-1]]
+        if len(gts) == 0 or len(dts) == 0:
+            return []
+        joints = len(self.params.kpt_oks_sigmas)
+        gt = np.array([g["keypoints"] for g in gts], dtype=np.float64).reshape(len(gts), joints, 3)
+        pred = np.array([dts[i]["keypoints"] for i in order], dtype=np.float64).reshape(len(order), joints, 3)
+        return oks_matrix(gt, np.array([g["area"] for g in gts]), np.array([g["bbox"] for g in gts]), pred,
+                          self.params.kpt_oks_sigmas)
+
+
 def _evaluate(dataset: CocoKeypoints, image_ids: list[int], keypoints: np.ndarray, scores: np.ndarray,
-              sigmas: np.ndarray, area: tuple[float, float], thresholds: np.ndarray) -> list[dict]:
+              sigmas: np.ndarray, area: tuple[float, float], thresholds: tuple[float, ...]) -> list[dict]:
     """pycocotools' per-image matching (evalImgs) of these detections; their ids are index + 1."""
     flat = keypoints.reshape(len(keypoints), -1)
     entries = [{"image_id": i, "category_id": PERSON_CATEGORY, "keypoints": k, "score": float(s)}
                for i, k, s in zip(image_ids, flat, scores)]
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluation = COCOeval(dataset.coco, dataset.coco.loadRes(entries), iouType="keypoints")
+        evaluation = _VectorisedOks(dataset.coco, dataset.coco.loadRes(entries), iouType="keypoints")
         evaluation.params.kpt_oks_sigmas = sigmas
         evaluation.params.iouThrs = np.asarray(thresholds, dtype=np.float64)
         evaluation.params.areaRng = [list(area)]
@@ -168,13 +183,13 @@ class _Detections:
         return [a for a in self.dataset.coco.imgToAnns.get(image_id, []) if a["category_id"] == PERSON_CATEGORY]
 
     def evaluate(self, keypoints: np.ndarray, scores: np.ndarray, area: tuple[float, float],
-                 thresholds: np.ndarray = OKS_THRESHOLDS) -> list[dict]:
+                 thresholds: tuple[float, ...] = (REPORT_OKS,)) -> list[dict]:
         return _evaluate(self.dataset, self.image_ids, keypoints, scores, self.sigmas, area, thresholds)
 
-    def label(self, area: tuple[float, float]) -> tuple[list[Candidate], int]:
+    def label(self, area: tuple[float, float], convention: str) -> tuple[list[Candidate], int]:
         """Match at OKS 0.1 in this area range and label every matched detection's joints (section 3-4)."""
         candidates, zero = [], 0
-        for e in self.evaluate(self.keypoints, self.scores, area, np.array([MATCH_OKS])):
+        for e in self.evaluate(self.keypoints, self.scores, area, (MATCH_OKS,)):
             for det_id, gt_id in zip(e["dtIds"], e["dtMatches"][0]):
                 if gt_id <= 0:
                     continue
@@ -189,22 +204,23 @@ class _Detections:
                 index = det_id - 1
                 labels, ksmax = label_keypoints(self.keypoints[index], gts, areas, own, self.sigmas, self.flip)
                 oks = self._own_oks(index, gts[own], areas[own])
+                fixed = corrected_keypoints(self.keypoints[index], labels, ksmax, gts[own], areas[own], self.sigmas,
+                                            set(_CODE.values()), convention)
                 candidates.append(Candidate(index, e["image_id"], int(gt["id"]), float(self.scores[index]), oks,
-                                            labels, ksmax))
+                                            labels, fixed))
         return candidates, zero
 
     def _own_oks(self, index: int, gt: np.ndarray, area: float) -> float:
         box = np.zeros((1, 4))
         return float(oks_matrix(gt[None], np.array([area]), box, self.keypoints[index][None], self.sigmas)[0, 0])
 
-    def corrected(self, candidates: list[Candidate], fix: set[int], convention: str) -> np.ndarray:
+    def corrected(self, candidates: list[Candidate], fix: set[int]) -> np.ndarray:
         """All detections' keypoints with the joints of the error types ``fix`` of the candidates corrected."""
         out = self.keypoints.copy()
-        for c in candidates:
-            gt = self.dataset.coco.anns[c.ann_id]
-            own = np.array(gt["keypoints"], dtype=np.float64).reshape(self.joints, 3)
-            out[c.index] = corrected_keypoints(out[c.index], c.labels, c.ksmax, own, float(gt["area"]),
-                                               self.sigmas, fix, convention)
+        if candidates:
+            rows = np.array([c.index for c in candidates])
+            move = np.isin(np.stack([c.labels for c in candidates]), sorted(fix))
+            out[rows] = np.where(move[..., None], np.stack([c.fixed for c in candidates]), out[rows])
         return out
 
     def optimal_scores(self, keypoints: np.ndarray, area: tuple[float, float]) -> np.ndarray:
@@ -230,38 +246,38 @@ def analyze(dataset: CocoKeypoints, results: list[dict], sigmas: np.ndarray | No
             convention: str = DEFAULT_CONVENTION) -> ErrorAnalysis:
     """The full analysis of checked results (data.coco.load_results) against their annotations."""
     dets = _Detections(dataset, top_detections(results), dataset.oks_sigmas(sigmas))
-    t75 = int(np.flatnonzero(OKS_THRESHOLDS == REPORT_OKS)[0])
     ap_fixed, progressive, curves = {}, {}, {}
-    labelled_all: tuple[list[Candidate], int] | None = None
     for name, area in AREAS.items():
-        candidates, zero = dets.label(area)
+        thresholds = CURVE_OKS if name == "all" else (REPORT_OKS,)
+        t75 = thresholds.index(REPORT_OKS)
+        candidates, zero = dets.label(area, convention)
         if name == "all":
             labelled_all = (candidates, zero)
-        base = dets.evaluate(dets.keypoints, dets.scores, area)
-        stages = {"original": base}
+        stages = {"original": dets.evaluate(dets.keypoints, dets.scores, area, thresholds)}
         fixed: set[int] = set()
         for error in ERROR_TYPES:
             fixed.add(_CODE[error])
-            stages[error] = dets.evaluate(dets.corrected(candidates, fixed, convention), dets.scores, area)
-        all_fixed = dets.corrected(candidates, fixed, convention)
-        stages["score"] = dets.evaluate(all_fixed, dets.optimal_scores(all_fixed, area), area)
-        progressive[name] = {stage: precision_curve(stages[stage], t75)[0] for stage in STAGES[:6]}
-        progressive[name]["background_fp"] = precision_curve(stages["score"], t75, drop_fp=True)[0]
-        progressive[name]["false_negatives"] = precision_curve(stages["score"], t75, drop_fp=True, drop_fn=True)[0]
+            stages[error] = dets.evaluate(dets.corrected(candidates, fixed), dets.scores, area, thresholds)
+        all_fixed = dets.corrected(candidates, fixed)
+        stages["score"] = dets.evaluate(all_fixed, dets.optimal_scores(all_fixed, area), area, thresholds)
 
-        alone = {"miss": stages["miss"]}
-        for error in ERROR_TYPES[1:]:
-            alone[error] = dets.evaluate(dets.corrected(candidates, {_CODE[error]}, convention), dets.scores, area)
-        alone["score"] = dets.evaluate(dets.keypoints, dets.optimal_scores(dets.keypoints, area), area)
-        ap_fixed[name] = {key: precision_curve(alone[key], t75)[0] for key in (*ERROR_TYPES, "score")}
-        ap_fixed[name]["background_fp"] = precision_curve(base, t75, drop_fp=True)[0]
-        ap_fixed[name]["false_negatives"] = precision_curve(base, t75, drop_fn=True)[0]
+        def stage_curves(t: int) -> dict[str, tuple[float, np.ndarray]]:
+            found = {stage: precision_curve(stages[stage], t) for stage in STAGES[:6]}
+            found["background_fp"] = precision_curve(stages["score"], t, drop_fp=True)
+            found["false_negatives"] = precision_curve(stages["score"], t, drop_fp=True, drop_fn=True)
+            return found
+
+        progressive[name] = {stage: ap for stage, (ap, _) in stage_curves(t75).items()}
         if name == "all":
-            for oks in CURVE_OKS:
-                t = int(np.flatnonzero(OKS_THRESHOLDS == oks)[0])
-                curves[oks] = {stage: precision_curve(stages[stage], t) for stage in STAGES[:6]}
-                curves[oks]["background_fp"] = precision_curve(stages["score"], t, drop_fp=True)
-                curves[oks]["false_negatives"] = precision_curve(stages["score"], t, drop_fp=True, drop_fn=True)
+            curves = {oks: stage_curves(t) for t, oks in enumerate(thresholds)}
+
+        alone = {error: dets.evaluate(dets.corrected(candidates, {_CODE[error]}), dets.scores, area)
+                 for error in ERROR_TYPES[1:]}  # miss alone is the first progressive stage
+        alone["score"] = dets.evaluate(dets.keypoints, dets.optimal_scores(dets.keypoints, area), area)
+        ap_fixed[name] = {"miss": progressive[name]["miss"], **{key: precision_curve(evals, 0)[0]
+                                                                for key, evals in alone.items()}}
+        ap_fixed[name]["background_fp"] = precision_curve(stages["original"], t75, drop_fp=True)[0]
+        ap_fixed[name]["false_negatives"] = precision_curve(stages["original"], t75, drop_fn=True)[0]
 
     candidates, zero = labelled_all
     count_matrix = np.zeros((dets.joints, len(LABELS)), dtype=np.int64)
