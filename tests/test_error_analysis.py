@@ -45,7 +45,9 @@ def offset_for(ks: float, joint: int, area: float = AREA) -> float:
 
 def test_flip_from_names_is_cocos_flip():
     assert (flip_permutation_from_names(KEYPOINT_NAMES) == FLIP).all()
+    assert (flip_permutation_from_names([n.replace("_", " ").title() for n in KEYPOINT_NAMES]) == FLIP).all()
     assert flip_permutation_from_names(["snout", "left_ear", "right_ear", "tail_base"]).tolist() == [0, 2, 1, 3]
+    assert flip_permutation_from_names(["leftover", "right", "left"]).tolist() == [0, 2, 1]
 
 
 def test_swapped_wrists_are_an_inversion_on_those_two_joints():

@@ -27,13 +27,15 @@ DEFAULT_CONVENTION = "stated"
 
 
 def flip_permutation_from_names(names: tuple[str, ...] | list[str]) -> np.ndarray:
-    """left_X <-> right_X for any keypoint set named that way (COCO-17, the mouse's ears); others map to themselves."""
-    index = {name: i for i, name in enumerate(names)}
+    """left_X <-> right_X for any keypoint set named that way (COCO's "left_eye", fashion17's "Left Eye", the
+    mouse's ears); joints without a twin map to themselves."""
+    keys = ["_".join(name.lower().replace("-", " ").replace("_", " ").split()) for name in names]
+    index = {key: i for i, key in enumerate(keys)}
     perm = np.arange(len(names))
-    for i, name in enumerate(names):
+    for i, key in enumerate(keys):
         for this, other in (("left", "right"), ("right", "left")):
-            if name.startswith(this) and name.replace(this, other, 1) in index:
-                perm[i] = index[name.replace(this, other, 1)]
+            if key.startswith(this) and other + key[len(this):] in index:
+                perm[i] = index[other + key[len(this):]]
     return perm
 
 
