@@ -31,6 +31,9 @@ def render_analysis(analysis: ErrorAnalysis, console: Console, ann: Path, images
     console.print(f"[bold]error analysis[/] (Ronchi & Perona 2017): {len(analysis.candidates)} of "
                   f"{analysis.detections} detections matched to a labelled person at OKS 0.1, {total} labelled "
                   f"keypoints; corrections: {analysis.convention} convention")
+    if analysis.zero_keypoint_matches:
+        console.print(f"{analysis.zero_keypoint_matches} detections matched only people without labelled keypoints "
+                      "(left out, as coco-analyze does)")
     table = Table(title="labelled keypoints of the analysed detections")
     for column in ("type", "keypoints", "share"):
         table.add_column(column, justify="left" if column == "type" else "right")

@@ -16,8 +16,8 @@ import numpy as np
 from pycocotools.cocoeval import COCOeval
 
 from hrpose_cli.core.keypoint_errors import (
-    DEFAULT_CONVENTION, INVERSION, JITTER, LABELS, MISS, SWAP, UNLABELLED, corrected_keypoints, flip_permutation_from_names, label_keypoints,
-    soft_nms_scores,
+    DEFAULT_CONVENTION, INVERSION, JITTER, LABELS, MISS, SWAP, UNLABELLED, corrected_keypoints,
+    flip_permutation_from_names, label_keypoints, soft_nms_scores,
 )
 from hrpose_cli.core.oks import oks_matrix
 from hrpose_cli.data.coco import PERSON_CATEGORY, CocoKeypoints
@@ -242,48 +242,53 @@ class _Detections:
         return scores
 
 
+def _analyze_area(dets: _Detections, name: str, area: tuple[float, float], convention: str) -> dict:
+    """One area range: its labels, the progressive and isolated AP at OKS 0.75, and (area all) the curves."""
+    thresholds = CURVE_OKS if name == "all" else (REPORT_OKS,)
+    t75 = thresholds.index(REPORT_OKS)
+    candidates, zero = dets.label(area, convention)
+    stages = {"original": dets.evaluate(dets.keypoints, dets.scores, area, thresholds)}
+    fixed: set[int] = set()
+    for error in ERROR_TYPES:
+        fixed.add(_CODE[error])
+        stages[error] = dets.evaluate(dets.corrected(candidates, fixed), dets.scores, area, thresholds)
+    all_fixed = dets.corrected(candidates, fixed)
+    stages["score"] = dets.evaluate(all_fixed, dets.optimal_scores(all_fixed, area), area, thresholds)
+
+    def stage_curves(t: int) -> dict[str, tuple[float, np.ndarray]]:
+        found = {stage: precision_curve(stages[stage], t) for stage in STAGES[:6]}
+        found["background_fp"] = precision_curve(stages["score"], t, drop_fp=True)
+        found["false_negatives"] = precision_curve(stages["score"], t, drop_fp=True, drop_fn=True)
+        return found
+
+    progressive = {stage: ap for stage, (ap, _) in stage_curves(t75).items()}
+    alone = {error: dets.evaluate(dets.corrected(candidates, {_CODE[error]}), dets.scores, area)
+             for error in ERROR_TYPES[1:]}  # miss alone is the first progressive stage
+    alone["score"] = dets.evaluate(dets.keypoints, dets.optimal_scores(dets.keypoints, area), area)
+    ap_fixed = {"miss": progressive["miss"], **{key: precision_curve(evals, 0)[0] for key, evals in alone.items()},
+                "background_fp": precision_curve(stages["original"], t75, drop_fp=True)[0],
+                "false_negatives": precision_curve(stages["original"], t75, drop_fn=True)[0]}
+    curves = {oks: stage_curves(t) for t, oks in enumerate(thresholds)} if name == "all" else {}
+    return {"candidates": candidates, "zero": zero, "progressive": progressive, "ap_fixed": ap_fixed,
+            "curves": curves}
+
+
 def analyze(dataset: CocoKeypoints, results: list[dict], sigmas: np.ndarray | None = None,
             convention: str = DEFAULT_CONVENTION) -> ErrorAnalysis:
-    """The full analysis of checked results (data.coco.load_results) against their annotations."""
+    """The full analysis of checked results (data.coco.load_results) against their annotations.
+
+    Labels and corrections are redone per area range (the OKS-0.1 matching depends on which people are
+    ignored); the counts, the worst people and the curves are those of area all.
+    """
     dets = _Detections(dataset, top_detections(results), dataset.oks_sigmas(sigmas))
-    ap_fixed, progressive, curves = {}, {}, {}
-    for name, area in AREAS.items():
-        thresholds = CURVE_OKS if name == "all" else (REPORT_OKS,)
-        t75 = thresholds.index(REPORT_OKS)
-        candidates, zero = dets.label(area, convention)
-        if name == "all":
-            labelled_all = (candidates, zero)
-        stages = {"original": dets.evaluate(dets.keypoints, dets.scores, area, thresholds)}
-        fixed: set[int] = set()
-        for error in ERROR_TYPES:
-            fixed.add(_CODE[error])
-            stages[error] = dets.evaluate(dets.corrected(candidates, fixed), dets.scores, area, thresholds)
-        all_fixed = dets.corrected(candidates, fixed)
-        stages["score"] = dets.evaluate(all_fixed, dets.optimal_scores(all_fixed, area), area, thresholds)
-
-        def stage_curves(t: int) -> dict[str, tuple[float, np.ndarray]]:
-            found = {stage: precision_curve(stages[stage], t) for stage in STAGES[:6]}
-            found["background_fp"] = precision_curve(stages["score"], t, drop_fp=True)
-            found["false_negatives"] = precision_curve(stages["score"], t, drop_fp=True, drop_fn=True)
-            return found
-
-        progressive[name] = {stage: ap for stage, (ap, _) in stage_curves(t75).items()}
-        if name == "all":
-            curves = {oks: stage_curves(t) for t, oks in enumerate(thresholds)}
-
-        alone = {error: dets.evaluate(dets.corrected(candidates, {_CODE[error]}), dets.scores, area)
-                 for error in ERROR_TYPES[1:]}  # miss alone is the first progressive stage
-        alone["score"] = dets.evaluate(dets.keypoints, dets.optimal_scores(dets.keypoints, area), area)
-        ap_fixed[name] = {"miss": progressive[name]["miss"], **{key: precision_curve(evals, 0)[0]
-                                                                for key, evals in alone.items()}}
-        ap_fixed[name]["background_fp"] = precision_curve(stages["original"], t75, drop_fp=True)[0]
-        ap_fixed[name]["false_negatives"] = precision_curve(stages["original"], t75, drop_fn=True)[0]
-
-    candidates, zero = labelled_all
+    per_area = {name: _analyze_area(dets, name, area, convention) for name, area in AREAS.items()}
+    everyone = per_area["all"]
     count_matrix = np.zeros((dets.joints, len(LABELS)), dtype=np.int64)
-    for c in candidates:
+    for c in everyone["candidates"]:
         for joint, label in enumerate(c.labels):
             if label != UNLABELLED:
                 count_matrix[joint, label] += 1
-    return ErrorAnalysis(dataset.keypoint_names, convention, len(dets.scores), candidates, zero, ap_fixed,
-                         progressive, curves, dets.keypoints, count_matrix)
+    return ErrorAnalysis(dataset.keypoint_names, convention, len(dets.scores), everyone["candidates"],
+                         everyone["zero"], {name: a["ap_fixed"] for name, a in per_area.items()},
+                         {name: a["progressive"] for name, a in per_area.items()}, everyone["curves"],
+                         dets.keypoints, count_matrix)
