@@ -19,27 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from hrpose_cli.data.image_file import read_image
 from hrpose_cli.errors import HrposeError
 
 cv2.setNumThreads(1)  # one decoder per worker process; the workers give the parallelism
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Decode one image to HxWx3 BGR uint8, or raise HrposeError naming the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise HrposeError(f"{path}: image not found")
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as err:
-        raise HrposeError(f"{path}: cannot read the image ({err.strerror or err})") from err
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise HrposeError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return image
 
 
 @dataclass
