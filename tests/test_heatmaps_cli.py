@@ -23,7 +23,7 @@ from hrpose_cli.model import checkpoints
 from hrpose_cli.model.checkpoints import save_checkpoint
 from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 from hrpose_cli.viz.colormaps import PANEL, colormap_lut
-from hrpose_cli.viz.heatmaps import sheet_layout
+from hrpose_cli.viz.heatmaps import SCREEN_ZOOM, sheet_layout
 from conftest import assert_one_line_error
 
 runner = CliRunner()
@@ -90,7 +90,7 @@ def test_sheets_with_a_model_on_the_fixture(fixture_data, tiny_weights, tmp_path
     names = sorted(p.name for p in out.iterdir())
     assert names == ["coco_train2017_000000129648_ann1242217.png", "coco_train2017_000000444294_ann187946.png"]
     assert "2 sheet(s)" in result.output and "OKS" in result.output
-    layout = sheet_layout(NUM_JOINTS, INPUT_HW)
+    layout = sheet_layout(NUM_JOINTS, INPUT_HW, 6, *SCREEN_ZOOM)
     sheet = _read_rgb(out / names[0])
     assert sheet.shape == (layout.height, layout.width, 3)
     assert not _is_placeholder(sheet, layout.gt) and not _is_placeholder(sheet, layout.pred)
@@ -110,8 +110,9 @@ def test_sheets_with_a_model_on_the_fixture(fixture_data, tiny_weights, tmp_path
 
 def test_gt_panel_peaks_lie_at_the_labelled_joints(fixture_data, no_default_model, tmp_path):
     out = tmp_path / "gt"
+    # Full size: at the screen size's zoom 1, the GT marker's centre dot covers the one peak pixel.
     result = _invoke(*_fixture_args(fixture_data), "--ids", str(PERSON), "--alpha", "1", "--cmap-gt", "winter",
-                     "--out", str(out))
+                     "--full-size", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "ground truth alone" in result.output
     sheet = _read_rgb(out / f"coco_train2017_000000129648_ann{PERSON}.png")
@@ -204,7 +205,7 @@ def test_bare_command_uses_the_sample_gt_only_without_a_model(no_default_model, 
     assert "no default model installed" in result.output and "ground truth alone" in result.output
     files = sorted(out.glob("*.png"))
     assert len(files) == 2
-    layout = sheet_layout(3, INPUT_HW)
+    layout = sheet_layout(3, INPUT_HW, 6, *SCREEN_ZOOM)
     for path in files:
         sheet = _read_rgb(path)
         assert sheet.shape == (layout.height, layout.width, 3)
@@ -218,7 +219,7 @@ def test_bare_command_uses_the_default_model_when_installed(tiny_weights, monkey
     assert result.exit_code == 0, result.output
     assert "default model" in result.output and "flip off" in result.output
     (path,) = out.glob("*.png")
-    layout = sheet_layout(1, INPUT_HW)
+    layout = sheet_layout(1, INPUT_HW, 6, *SCREEN_ZOOM)
     sheet = _read_rgb(path)
     assert sheet.shape == (layout.height, layout.width, 3) and not _is_placeholder(sheet, layout.pred)
 
@@ -249,7 +250,7 @@ def test_real_val_data_with_a_model(shared_data, tiny_weights, tmp_path):
     first = [a["id"] for a in dataset.coco.dataset["annotations"] if a["id"] in persons][:2]
     expected = sorted(f"{persons[i].image_path.stem}_ann{i}.png" for i in first)
     assert sorted(p.name for p in out.iterdir()) == expected
-    layout = sheet_layout(3, INPUT_HW)
+    layout = sheet_layout(3, INPUT_HW, 6, *SCREEN_ZOOM)
     for name in expected:
         sheet = _read_rgb(out / name)
         assert sheet.shape == (layout.height, layout.width, 3)

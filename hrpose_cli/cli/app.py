@@ -6,6 +6,7 @@ exits 1; with it the traceback is shown too.
 
 import functools
 import inspect
+import typing
 from typing import Annotated, Callable
 
 import typer
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from hrpose_cli import __version__
+from hrpose_cli.cli.options import Range
 from hrpose_cli.errors import HrposeError
 
 err_console = Console(stderr=True, highlight=False)
@@ -20,12 +22,37 @@ err_console = Console(stderr=True, highlight=False)
 _Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show the full traceback on errors.")]
 
 
+def _option_rules(command: Callable) -> dict[str, tuple[str, Range]]:
+    """Per parameter of ``command`` with a Range in its Annotated type: its flag and the Range.
+
+    Also gives boolean flags an empty metavar, so help shows no ``<bool>`` beside a switch."""
+    rules = {}
+    for name, hint in typing.get_type_hints(command, include_extras=True).items():
+        extras = getattr(hint, "__metadata__", ())
+        info = next((e for e in extras if isinstance(e, typer.models.OptionInfo)), None)
+        if info is None:
+            continue
+        if typing.get_args(hint)[0] in (bool, typing.Optional[bool]) and info.metavar is None:
+            info.metavar = ""
+        for rule in extras:
+            if isinstance(rule, Range):
+                # Annotated options name their flag in the first positional slot, which typer keeps as ``default``.
+                decls = [info.default, *info.param_decls]
+                flag = next((d for d in decls if isinstance(d, str) and d.startswith("--")), f"--{name}")
+                rules[name] = (flag.split("/")[0], rule)
+    return rules
+
+
 def _reporting_errors(command: Callable) -> Callable:
-    """Wrap a command so HrposeError becomes 'error: ...' on stderr and exit 1, and add -v/--verbose."""
+    """Wrap a command so HrposeError becomes 'error: ...' on stderr and exit 1, add -v/--verbose, and check the
+    options' Ranges before the command runs."""
+    rules = _option_rules(command)
 
     @functools.wraps(command)
     def wrapper(*args, verbose: bool = False, **kwargs):
         try:
+            for name, (flag, rule) in rules.items():
+                rule.check(flag, kwargs.get(name))
             return command(*args, **kwargs)
         except HrposeError as err:
             if verbose:

@@ -13,7 +13,7 @@ from hrpose_cli.data.coco import CocoKeypoints, load_results, sample_dataset
 from hrpose_cli.engine.evaluator import STAT_NAMES, coco_stats
 from hrpose_cli.engine.thresholds import EVAL_THRESHOLD, check_det_threshold
 from hrpose_cli.errors import HrposeError
-from hrpose_cli.files import write_json
+from hrpose_cli.files import check_writable, write_json
 
 STAT_LABELS = {
     "AP": "AP @ OKS 0.50:0.95",
@@ -83,9 +83,11 @@ def evaluate(
             "joints land where ks equals the target (0.85 jitter, 0.5 miss): the paper's stated distance, not the "
             "code's half distance."))
     ] = False,
+    skip_bad_images: options.SkipBadImages = False,
 ) -> None:
     """Score keypoints with pycocotools: an existing results file (--results), or the model run on a dataset."""
     oks_sigmas = parse_sigmas(sigmas)
+    check_writable(json_out)
     if ann is None:
         ann, sample_images = sample_dataset()
         images = images or sample_images
@@ -107,6 +109,8 @@ def evaluate(
     else:
         options.check_decoder(decode)
         check_det_threshold(det_threshold, EVAL_THRESHOLD)
+        check_writable(results_out)
+        check_writable(out, folder=True)
         try:
             from hrpose_cli.engine.model_eval import run_model_eval
         except ImportError as err:
@@ -118,6 +122,7 @@ def evaluate(
             ann=ann, images=images, weights=weights, boxes=boxes, flip=flip, results_out=results_out,
             device=device, batch=batch, workers=workers, decode=decode, compile=compile,
             input_size=options.parse_input_size(input_size), out=out, sigmas=oks_sigmas, det_threshold=det_threshold,
+            skip_bad_images=skip_bad_images,
         )
 
     render_stats(stats, header)

@@ -1,6 +1,5 @@
 """`hrpose visualize-heatmaps`: one PNG per person comparing GT and predicted heatmaps on the network's crop."""
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,8 +8,9 @@ from rich.console import Console
 
 from hrpose_cli.cli import options
 from hrpose_cli.errors import HrposeError
+from hrpose_cli.files import check_writable
 from hrpose_cli.viz.colormaps import colormap_lut
-from hrpose_cli.viz.heatmaps import DEFAULT_MAX_PERSONS
+from hrpose_cli.viz.heatmaps import DEFAULT_MAX_PERSONS, SCREEN_ZOOM
 
 console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
@@ -23,21 +23,6 @@ def _check_colormap(option: str, name: str) -> str:
     except HrposeError as err:
         raise HrposeError(f"{option}: {err}") from None
     return name
-
-
-def _check_out_dir(out: Path) -> None:
-    """Fail before any work when ``out`` cannot become a writable folder; creates nothing."""
-    if out.exists() and not out.is_dir():
-        raise HrposeError(f"{out}: --out exists and is not a folder")
-    existing = out
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        raise HrposeError(f"{out}: cannot create the output folder ({existing} is not a folder)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise HrposeError(f"{out}: cannot write the output folder ({existing} is not writable)")
 
 
 def visualize_heatmaps(
@@ -57,16 +42,20 @@ def visualize_heatmaps(
             help=f"At most this many persons, in annotation order (default: {DEFAULT_MAX_PERSONS}; with --ids, all).",
             show_default=False,
         ),
+        options.AT_LEAST_1,
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the PNG sheets.")] = DEFAULT_OUT,
     cmap_gt: Annotated[str, typer.Option("--cmap-gt", help="Colour map of the GT heatmaps (OpenCV name).")] = "winter",
     cmap_pred: Annotated[str, typer.Option("--cmap-pred", help="Colour map of the predicted heatmaps.")] = "hot",
-    alpha: Annotated[float, typer.Option("--alpha", help="Heatmap opacity at value 1, from 0 to 1.")] = 0.5,
+    alpha: Annotated[float, typer.Option("--alpha", help="Heatmap opacity at value 1, from 0 to 1."), options.SCORE] = 0.5,
     joints: Annotated[
         Optional[str],
         typer.Option("--joints", help="Joints to show: names or indices, comma-separated (default: all)."),
     ] = None,
-    columns: Annotated[int, typer.Option("--columns", help="Joint panels per row.")] = 6,
+    columns: Annotated[int, typer.Option("--columns", help="Joint panels per row."), options.AT_LEAST_1] = 6,
+    full_size: Annotated[
+        bool, typer.Option("--full-size", help="Panels zoomed for print (about 2,400 x 2,900 px) instead of screen-sized.")
+    ] = False,
     device: options.Device = "auto",
     input_size: options.InputSize = None,
     flip: options.Flip = True,
@@ -76,20 +65,17 @@ def visualize_heatmaps(
     options.check_decoder(decode)
     _check_colormap("--cmap-gt", cmap_gt)
     _check_colormap("--cmap-pred", cmap_pred)
-    if not 0.0 <= alpha <= 1.0:
-        raise HrposeError(f"--alpha {alpha}: expected a number from 0 to 1")
-    if max_persons is not None and max_persons < 1:
-        raise HrposeError(f"--max {max_persons}: expected at least 1")
-    if columns < 1:
-        raise HrposeError(f"--columns {columns}: expected at least 1")
-    _check_out_dir(out)
+    check_writable(out, folder=True)
     from hrpose_cli.engine.heatmap_view import iter_views, parse_ids, plan_views
+    from hrpose_cli.model.checkpoints import default_model_note
 
     plan = plan_views(
         ann, images, weights, parse_ids(ids), max_persons, joints, device, flip, decode,
         options.parse_input_size(input_size),
     )
     console.print(plan.model_note)
+    if weights is None and not plan.gt_only and (caveat := default_model_note()):
+        console.print(f"default model: {caveat}")
 
     from hrpose_cli.viz.draw import write_image
     from hrpose_cli.viz.heatmaps import heatmap_sheet
@@ -106,6 +92,7 @@ def visualize_heatmaps(
         sheet = heatmap_sheet(
             view.crop, list(plan.joint_names), view.gt_heatmaps, view.pred_heatmaps, view.gt_joints,
             view.pred_joints, view.oks_terms, plan.shown, cmap_gt, cmap_pred, alpha, title, columns,
+            *((None, None) if full_size else SCREEN_ZOOM), outline=True,
         )
         written.append(write_image(out / name, sheet))
         console.print(f"  {written[-1]}" + (f"  OKS {view.oks:.3f}" if view.oks is not None else ""))

@@ -14,7 +14,7 @@ from rich.table import Table
 from hrpose_cli.cli import options
 from hrpose_cli.core.oks import rescore
 from hrpose_cli.errors import HrposeError
-from hrpose_cli.files import atomic_write, write_json
+from hrpose_cli.files import atomic_write, check_writable, write_json
 from hrpose_cli.data.coco import read_detections
 from hrpose_cli.engine.thresholds import PREDICT_THRESHOLD, check_det_threshold
 
@@ -28,14 +28,16 @@ def predict(
         Optional[list[str]], typer.Option("--bbox", help="Person box x,y,w,h in pixels (repeat for several people).")
     ] = None,
     boxes: Annotated[Optional[Path], typer.Option("--boxes", help="COCO detection results file with person boxes.")] = None,
-    min_box_score: Annotated[float, typer.Option("--min-box-score", help="Ignore detections scored below this.")] = 0.0,
+    min_box_score: Annotated[
+        float, typer.Option("--min-box-score", help="Ignore detections scored below this (0 to 1)."), options.SCORE
+    ] = 0.0,
     flip: options.Flip = True,
     json_out: options.JsonOut = None,
     save_heatmaps: Annotated[
         Optional[Path], typer.Option("--save-heatmaps", help="Write the decoded heatmaps (persons, J, h, w) to this .npz.")
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write each image (and video) with the skeletons drawn here.")] = None,
-    score_threshold: Annotated[float, typer.Option("--score-threshold", help="Joints below this score are not drawn.")] = 0.3,
+    score_threshold: options.ScoreThreshold = 0.3,
     device: options.Device = "auto",
     batch: options.Batch = 64,
     workers: options.Workers = None,
@@ -49,6 +51,7 @@ def predict(
     save_boxes: Annotated[
         Optional[Path], typer.Option("--save-boxes", help="Write the detected person boxes as a COCO detection results file.")
     ] = None,
+    skip_bad_images: options.SkipBadImages = False,
 ) -> None:
     """Find the people in images or videos and estimate their keypoints (a detector finds them unless boxes are given)."""
     from hrpose_cli.data.images import expand_inputs
@@ -65,9 +68,12 @@ def predict(
     bboxes = [inference.parse_bbox(text) for text in bbox or []]
     detections = read_detections(boxes) if boxes else None
     images, videos = expand_inputs(inputs)
+    for path in (json_out, save_heatmaps, save_boxes):
+        check_writable(path)
+    check_writable(out, folder=True)
     device_type = inference.resolve_device(device).type
     if images:
-        paths, persons = inference.plan_persons(images, bboxes, detections, min_box_score)
+        paths, persons, unmatched = inference.plan_persons(images, bboxes, detections, min_box_score)
         per_batch = inference.images_per_detection_batch(batch, device_type) if detect else batch
         decoded = inference.decode_images(paths, persons, per_batch, workers, device)
     predictor = inference.load_predictor(
@@ -87,21 +93,26 @@ def predict(
             estimates = inference.predict_images(
                 predictor, decoded, None if people else len(persons), keep_heatmaps=save_heatmaps is not None,
                 on_batch=lambda n_images, _n: progress.advance(task, n_images), people=people,
+                paths=paths, skip_bad_images=skip_bad_images,
             )
         if people is not None:
             person_paths = [paths[item[0].index] for item in people.found]
             box_scores = people.scores
             found_per_image = {str(paths[item[0].index]): len(found.scores) for item, found in people.per_item}
+            drawn = [path for path in images if str(path) in found_per_image]  # decoded, people found or not
         else:
             person_paths, box_scores = paths, np.array([p.score for p in persons])
+            drawn = list(dict.fromkeys(p for p, kp in zip(paths, estimates.keypoints) if np.isfinite(kp).all()))
         scores = rescore(estimates.keypoints, box_scores, RESCORE_THRESHOLD)
         for i, path in enumerate(person_paths):
+            if not np.isfinite(estimates.keypoints[i]).all():
+                continue  # its image was skipped (--skip-bad-images)
             det_score = float(box_scores[i]) if people is not None else None
             records.append(_record(path, estimates.boxes[i], estimates.keypoints[i], scores[i], det_score=det_score))
         if estimates.heatmaps is not None:
-            heatmaps.append(estimates.heatmaps)
+            heatmaps.append(estimates.heatmaps[np.isfinite(estimates.keypoints).all(axis=(1, 2))])
         if out is not None:
-            _draw_images(out, images if people is not None else paths, records, score_threshold)
+            _draw_images(out, drawn, records, score_threshold)
             console.print(f"drawings written to {out}/")
         t = estimates.timing
         nobody = sum(1 for n in (found_per_image or {}).values() if n == 0)
@@ -110,6 +121,8 @@ def predict(
             f"({t.persons_per_s:.1f} persons/s, waiting for images {t.data_wait_fraction:.0%}) on {predictor.runtime.device}"
             + (f"; nobody found in {nobody} image(s)" if nobody else "")
         )
+        if detections is not None:
+            _report_boxes(boxes, images, paths, unmatched)
     for video in videos:
         records.extend(_predict_video(predictor, video, bboxes, batch, out, score_threshold, heatmaps, save_heatmaps,
                                       person_detector))
@@ -122,6 +135,22 @@ def predict(
     if save_boxes is not None:
         write_json(save_boxes, _detection_results(records))
     _render(records, found_per_image)
+    if images and estimates.failures:  # last, so that the run ends by naming what it left out
+        console.print(f"[yellow]skipped {len(estimates.failures)} unreadable image(s):[/] " + "; ".join(estimates.failures),
+                      soft_wrap=True)
+
+
+def _report_boxes(boxes: Path, images: list[Path], paths: list[Path], unmatched: list[dict]) -> None:
+    """Say which images got no box and which detections matched no image, instead of dropping them silently."""
+    without = len(set(images) - set(paths))
+    if without:
+        console.print(f"[yellow]{without} of {len(images)} image(s) had no box in {boxes}[/] (no detection, or all "
+                      "below --min-box-score): no person estimated in them", soft_wrap=True)
+    if unmatched:
+        keys = sorted({str(d.get("file_name", d.get("image_id"))) for d in unmatched})
+        console.print(f"[yellow]{len(unmatched)} detection(s) in {boxes} matched no image[/] ({', '.join(keys[:5])}"
+                      + (", ..." if len(keys) > 5 else "") + "): boxes match by file_name, else by image_id = the "
+                      "file name's trailing digits", soft_wrap=True)
 
 
 def _record(path: Path, box: np.ndarray, keypoints: np.ndarray, score: float, frame: int | None = None,

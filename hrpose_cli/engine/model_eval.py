@@ -34,7 +34,7 @@ class EvalOutcome:
 
 
 def detect_records(predictor: Predictor, dataset: CocoKeypoints, images_dir: Path, threshold: float, batch_size: int,
-                   workers: int | None = None) -> tuple[list[PersonRecord], Estimates]:
+                   workers: int | None = None, skip_bad_images: bool = False) -> tuple[list[PersonRecord], Estimates]:
     """Run the person detector on every image of the dataset and the pose model on what it finds."""
     from hrpose_cli.engine.inference import DetectedPeople, decode_images, images_per_detection_batch, load_detector
 
@@ -43,7 +43,7 @@ def detect_records(predictor: Predictor, dataset: CocoKeypoints, images_dir: Pat
     per_batch = images_per_detection_batch(batch_size, predictor.runtime.device.type)
     decoded = decode_images(paths, [PersonBox(i, None) for i in range(len(paths))], per_batch, workers, device)
     people = DetectedPeople(load_detector(predictor, threshold))
-    estimates = estimate(predictor, decoded, people)
+    estimates = estimate(predictor, decoded, people, skip_bad_images=skip_bad_images)
     records = []
     for k, (item, score) in enumerate(zip(people.found, people.scores.tolist())):
         index = item[0].index
@@ -162,6 +162,7 @@ def run_model_eval(
     sigmas: np.ndarray | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     det_threshold: float | None = None,
+    skip_bad_images: bool = False,
 ) -> tuple[dict[str, float], list[str], dict]:
     """`hrpose eval` with a model: the ten numbers, the header lines for the table, and the extra JSON keys.
 
@@ -178,17 +179,19 @@ def run_model_eval(
     if boxes == "detector":
         threshold = EVAL_THRESHOLD if det_threshold is None else det_threshold
         predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
-        records, estimates = detect_records(predictor, dataset, Path(images), threshold, batch, workers)
+        records, estimates = detect_records(predictor, dataset, Path(images), threshold, batch, workers, skip_bad_images)
         box_stats = person_box_stats(dataset, [{"image_id": r.image_id, "category_id": 1, "bbox": [float(v) for v in r.bbox],
                                                 "score": r.score} for r in records])
     else:
         records = person_records(dataset, Path(images), boxes)
         decoded = decode_records(records, batch, workers, pin_memory=resolve_device(device).type == "cuda")
         predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
-        estimates = predict_records(predictor, records, batch, on_batch=on_batch, decoded=decoded)
+        estimates = predict_records(predictor, records, batch, on_batch=on_batch, decoded=decoded,
+                                    skip_bad_images=skip_bad_images)
     results = coco_results(records, estimates, sigmas)
     stats = coco_stats(dataset, results, sigmas)
     target = Path(results_out) if results_out else Path(out or "runs/eval") / "results.json"
+    replaced = target.exists()
     write_json(target, results)
     t = estimates.timing
     box_source = ("GT boxes (cleaned as the official code)" if boxes == "gt" else
@@ -218,6 +221,11 @@ def run_model_eval(
         *([f"person boxes of the detector: AP {box_stats['AP']:.4f}, AP50 {box_stats['AP50']:.4f}, "
            f"AR {box_stats['AR']:.4f} (pycocotools, iouType bbox, {len(records)} boxes)"] if box_stats else []),
         f"{t.persons} persons in {t.total_s:.2f} s on {predictor.runtime.device}: {t.persons_per_s:.0f} persons/s, "
-        f"waiting for images {t.data_wait_fraction:.0%}; results written to {target}",
+        f"waiting for images {t.data_wait_fraction:.0%}; results written to {target}"
+        + (" (replacing the previous one: give --out or --results-out to keep both)" if replaced else ""),
     ]
+    if estimates.failures:
+        header.append(f"[yellow]skipped {len(estimates.failures)} unreadable image(s) (their people count as missed):[/] "
+                      + "; ".join(estimates.failures))
+        info["skipped_images"] = len(estimates.failures)
     return stats, header, info

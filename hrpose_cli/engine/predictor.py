@@ -259,7 +259,7 @@ def estimate(
             break
         for item, problem in batch.failures:
             if not skip_bad_images:
-                raise HrposeError(problem)
+                raise HrposeError(f"{problem}; add --skip-bad-images to go on without it")
             failures.append(problem)
         if not batch.items:
             continue

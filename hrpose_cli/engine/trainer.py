@@ -46,7 +46,7 @@ BASE_SIGMA = 2.0  # at an input height of 256; scaled with the height (3 at 384x
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 # Options that only say how to run, not what is learnt: --resume may change them.
 TEACHER_MODES = ("fill", "match")  # fill: unlabelled joints only; match: function matching (distill.py)
-RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "skip_bad_images", "val_batch", "time_limit")
+RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "skip_bad_images", "val_batch", "time_limit", "exist_ok")
 
 
 @dataclass
@@ -87,6 +87,7 @@ class TrainConfig:
     name: str = "exp"
     weights: str | None = None
     resume: bool = False
+    exist_ok: bool = False
     demo: bool = False
     teacher: str | None = None
     teacher_min_score: float = 0.3
@@ -112,7 +113,9 @@ class TrainConfig:
         """Raise HrposeError (one line, naming the option) for values that cannot work."""
 
         def bad(option: str, value: object, why: str) -> None:
-            raise HrposeError(f"{option} {value}: {why}")
+            err = HrposeError(f"{option} {value}: {why}")
+            err.option = option  # so that a value read from --config can be reported with the file's name
+            raise err
 
         if len(self.train_ann) != len(self.train_images):
             raise HrposeError(
@@ -325,18 +328,21 @@ def latest_run(root: Path = RUNS_ROOT) -> Path:
 
 
 def resolve_run_dir(config: TrainConfig) -> Path:
-    """The run folder: --out, else runs/train/<name> numbered fresh; with --resume: --out or the latest run."""
+    """The run folder: --out, else runs/train/<name> numbered fresh; with --resume: --out or the latest run.
+
+    A run stopped before its first checkpoint resumes from the start with its config.json; ``exist_ok`` starts
+    a used --out folder over (as ultralytics' exist_ok)."""
     if config.resume:
         run_dir = Path(config.out) if config.out else latest_run()
-        if not (run_dir / "last.pt").is_file():
-            raise HrposeError(f"{run_dir / 'last.pt'}: no checkpoint to resume from")
         if not (run_dir / "config.json").is_file():
-            raise HrposeError(f"{run_dir / 'config.json'}: missing; cannot resume without the run's configuration")
+            what = "no checkpoint to resume from" if not (run_dir / "last.pt").is_file() else "missing"
+            raise HrposeError(f"{run_dir / 'config.json'}: {what}; cannot resume without the run's configuration")
         return run_dir
     if config.out:
         run_dir = Path(config.out)
-        if (run_dir / "last.pt").exists() or (run_dir / "config.json").exists():
-            raise HrposeError(f"{run_dir}: already holds a training run; add --resume to continue it, or choose another --out")
+        if not config.exist_ok and ((run_dir / "last.pt").exists() or (run_dir / "config.json").exists()):
+            raise HrposeError(f"{run_dir}: already holds a training run; add --resume to continue it, --exist-ok to "
+                              "start it over, or choose another --out")
         return run_dir
     return next_run_dir(RUNS_ROOT, config.name)
 
@@ -500,8 +506,11 @@ class _Trainer:
             config.resume, config.out = True, str(self.run_dir)
             from hrpose_cli.model.checkpoints import read_checkpoint
 
-            checkpoint = read_checkpoint(self.run_dir / "last.pt")
-            if not isinstance(checkpoint.get("train_state"), dict):
+            if not (self.run_dir / "last.pt").is_file():  # stopped before its first epoch ended: start it again
+                self.reporter.message(f"{self.run_dir} has no last.pt yet: starting it from epoch 1 with its config.json")
+            else:
+                checkpoint = read_checkpoint(self.run_dir / "last.pt")
+            if checkpoint is not None and not isinstance(checkpoint.get("train_state"), dict):
                 raise HrposeError(f"{self.run_dir / 'last.pt'}: no training state in it (not written by hrpose train)")
         else:
             config = dataclasses.replace(self.requested)

@@ -7,9 +7,7 @@ and dicts, so it loads with torch.load(weights_only=True) and never runs pickled
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from torch import nn
 
 from hrpose_cli.resources import asset_path
 from hrpose_cli.errors import HrposeError
+from hrpose_cli.files import atomic_write
 from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 
 FORMAT = "hrpose"
@@ -109,19 +108,7 @@ def save_checkpoint(
         tensors[key] = value
     payload = {"format": FORMAT, "version": VERSION, "config": config.to_dict(), "state_dict": tensors, **extra}
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(Path(path), lambda f: torch.save(payload, f))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -25,6 +25,9 @@ from hrpose_cli.viz.colormaps import BACKGROUND, MUTED, PANEL, TEXT, apply_color
 from hrpose_cli.viz.draw import draw_text, fit_scale, text_size
 
 DEFAULT_MAX_PERSONS = 8  # sheets drawn when neither --max nor --ids says otherwise
+# The CLI's default sheet: panels at the crop's own size, top row included, so a 256x192 model's sheet of 17
+# joints is about 1,200 x 1,300 px, readable fitted to a laptop screen (zoom None, the full size, is 2,367 x 2,892).
+SCREEN_ZOOM = (1, 1)
 
 _OUTLINE = (10, 10, 12)
 _MARKER_LEVEL = 0.9  # markers take their colour from near the top of their heatmap's colour map
@@ -67,11 +70,13 @@ class SheetLayout:
         return rect.x + x * zoom, rect.y + y * zoom
 
 
-def sheet_layout(num_joints: int, crop_hw: tuple[int, int], columns: int = 6, zoom: int | None = None) -> SheetLayout:
+def sheet_layout(num_joints: int, crop_hw: tuple[int, int], columns: int = 6, zoom: int | None = None,
+                 top_zoom: int | None = None) -> SheetLayout:
     """The layout of a sheet showing ``num_joints`` joint panels for a crop of ``crop_hw`` (height, width).
 
     ``zoom`` defaults to the integer factor that makes grid panels about 320 px wide, enough for a 14-letter
-    joint name and its OKS term side by side; the top row is zoomed further when the grid is twice as wide.
+    joint name and its OKS term side by side; the top row (``top_zoom``) is zoomed further by default when the
+    grid is twice as wide. ``SCREEN_ZOOM`` gives a sheet that fits a laptop screen instead.
     """
     crop_h, crop_w = crop_hw
     if zoom is None:
@@ -93,7 +98,8 @@ def sheet_layout(num_joints: int, crop_hw: tuple[int, int], columns: int = 6, zo
     def cell(col: int, y: int) -> Rect:
         return Rect(gap + col * (panel_w + gap), y, panel_w, panel_h)
 
-    top_zoom = zoom * max(1, sheet_cols // 3)
+    if top_zoom is None:
+        top_zoom = zoom * max(1, sheet_cols // 3)
     top_w, top_h = crop_w * top_zoom, crop_h * top_zoom
 
     def top(col: int) -> Rect:
@@ -123,16 +129,25 @@ def zoom_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def overlay_heatmap(crop: np.ndarray, heatmap: np.ndarray, cmap: str = "hot", alpha: float = 0.5) -> np.ndarray:
+def overlay_heatmap(crop: np.ndarray, heatmap: np.ndarray, cmap: str = "hot", alpha: float = 0.5,
+                    outline: bool = False) -> np.ndarray:
     """The crop with ``heatmap`` (any resolution, resized to the crop) blended on in colour map ``cmap``.
 
     Each pixel's blend weight is ``alpha`` times the heatmap value (clipped to [0, 1]), so where the map is zero
-    the crop shows unchanged and a weak peak looks weak.
+    the crop shows unchanged and a weak peak looks weak. A weak peak blended on a dark crop is nearly invisible
+    (most maps are dark at low values), so ``outline`` also rings the map at half its own peak in the map's
+    bright marker colour.
     """
     values = np.clip(zoom_image(np.asarray(heatmap, dtype=np.float32), crop.shape[:2]), 0.0, 1.0)
     weight = (alpha * values)[..., None]
     blended = crop.astype(np.float32) * (1.0 - weight) + apply_colormap(values, cmap).astype(np.float32) * weight
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    peak = float(values.max())
+    if outline and peak > 0.02:
+        mask = (values >= peak / 2).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, colormap_color(cmap, _MARKER_LEVEL), 1, cv2.LINE_AA)
+    return out
 
 
 def heatmap_sheet(
@@ -150,13 +165,16 @@ def heatmap_sheet(
     title: str = "",
     columns: int = 6,
     zoom: int | None = None,
+    top_zoom: int | None = None,
+    outline: bool = False,
 ) -> np.ndarray:
     """One RGB sheet comparing GT and predicted heatmaps on ``crop`` (h, w, 3) uint8, the network input.
 
     Heatmaps are (J, hh, hw); ``gt_joints`` (J, 3) x, y, visible and ``pred_joints`` (J, 3) x, y, score are in
     crop pixels; ``oks_terms`` (J,) are the per-joint OKS terms. Whatever is None is left out (GT-only and
     prediction-only sheets), and markers are drawn only from the joint arrays, never guessed from the maps.
-    ``joints`` picks and orders the joint panels (default all); layout as ``sheet_layout``.
+    ``joints`` picks and orders the joint panels (default all); layout as ``sheet_layout``; ``outline`` as
+    ``overlay_heatmap``.
     """
     if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
         raise ValueError(f"crop must be (h, w, 3) uint8, got {crop.shape} {crop.dtype}")
@@ -177,7 +195,7 @@ def heatmap_sheet(
     gt_color = colormap_color(gt_cmap, _MARKER_LEVEL)
     pred_color = colormap_color(pred_cmap, _MARKER_LEVEL)
 
-    layout = sheet_layout(len(shown), crop.shape[:2], columns, zoom)
+    layout = sheet_layout(len(shown), crop.shape[:2], columns, zoom, top_zoom)
     sheet = np.empty((layout.height, layout.width, 3), np.uint8)
     sheet[:] = BACKGROUND
     base = zoom_image(crop, (crop.shape[0] * layout.zoom, crop.shape[1] * layout.zoom))
@@ -214,7 +232,7 @@ def heatmap_sheet(
             _empty_panel(sheet, layout, rect, f"no {label}")
             continue
         image = top_base if maps is None or not shown else overlay_heatmap(
-            top_base, np.max(maps[shown], axis=0), cmap, alpha)
+            top_base, np.max(maps[shown], axis=0), cmap, alpha, outline)
         panel(rect, image)
         for j in shown:
             draw_marker(rect, j, marker)
@@ -223,9 +241,9 @@ def heatmap_sheet(
     for rect, j in zip(layout.joints, shown):
         image = base
         if gt_heatmaps is not None:
-            image = overlay_heatmap(image, gt_heatmaps[j], gt_cmap, alpha)
+            image = overlay_heatmap(image, gt_heatmaps[j], gt_cmap, alpha, outline)
         if pred_heatmaps is not None:
-            image = overlay_heatmap(image, pred_heatmaps[j], pred_cmap, alpha)
+            image = overlay_heatmap(image, pred_heatmaps[j], pred_cmap, alpha, outline)
         panel(rect, image)
         gt_marker(rect, j, marker)
         pred_marker(rect, j, marker)
