@@ -96,7 +96,7 @@ def test_resume_with_the_teacher_gives_the_same_weights_as_an_uninterrupted_run(
     from test_train import _StopAfter, subset, tiny
 
     from hrpose_cli.engine import trainer
-    from hrpose_cli.engine.trainer import TrainConfig
+    from hrpose_cli.engine.train_config import TrainConfig
 
     ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 6, min_joints=5)
     common = dict(epochs=2, batch=4, workers=1, teacher=str(teacher_json), distill_features=0.01)

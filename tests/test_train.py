@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from hrpose_cli.cli.app import app
 from hrpose_cli.data.train_data import PersonTable, TrainPlan
-from hrpose_cli.engine import trainer
-from hrpose_cli.engine.trainer import TrainConfig, TrainReporter
+from hrpose_cli.engine import optim, trainer
+from hrpose_cli.engine.train_config import TrainConfig, read_config_file
+from hrpose_cli.engine.trainer import TrainReporter
 from hrpose_cli.errors import HrposeError
 
 TINY = {"width": 8, "stage_modules": [1, 1, 1], "num_blocks": 1, "num_joints": 17, "input_size": [64, 64]}
@@ -87,15 +88,15 @@ def test_loss_is_the_official_weighted_mse():
     weight = torch.ones(2, 17)
     weight[0, 3] = 0
     official = sum(0.5 * torch.mean(((pred[:, j] - target[:, j]) * weight[:, j, None, None]) ** 2) for j in range(17)) / 17
-    assert torch.allclose(trainer.joints_mse_loss(pred, target, weight), official)
+    assert torch.allclose(optim.joints_mse_loss(pred, target, weight), official)
 
 
 def test_schedule_scales_the_milestones_and_warms_up():
-    assert trainer.milestones(210) == (170, 200)
-    assert trainer.lr_factor(170, 0, 10, 210, 0) == 1.0 and trainer.lr_factor(171, 0, 10, 210, 0) == pytest.approx(0.1)
-    assert trainer.lr_factor(201, 5, 10, 210, 0) == pytest.approx(0.01)
-    assert trainer.lr_factor(1, 0, 10, 210, 2) == pytest.approx(1 / 20)
-    assert trainer.lr_factor(2, 9, 10, 210, 2) == 1.0
+    assert optim.milestones(210) == (170, 200)
+    assert optim.lr_factor(170, 0, 10, 210, 0) == 1.0 and optim.lr_factor(171, 0, 10, 210, 0) == pytest.approx(0.1)
+    assert optim.lr_factor(201, 5, 10, 210, 0) == pytest.approx(0.01)
+    assert optim.lr_factor(1, 0, 10, 210, 2) == pytest.approx(1 / 20)
+    assert optim.lr_factor(2, 9, 10, 210, 2) == 1.0
 
 
 # -- the plan ---------------------------------------------------------------------------------------
@@ -285,14 +286,14 @@ def test_shipped_configs_are_valid():
     files = sorted(root.glob("*.json"))
     assert files
     for path in files:
-        config = TrainConfig.from_dict(trainer.read_config_file(path), str(path))
+        config = TrainConfig.from_dict(read_config_file(path), str(path))
         config.train_ann, config.train_images = ["a.json"], ["images"]
         config.validate()
 
 
 def test_weight_average_hand_checked():
     net = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
-    average = trainer.WeightAverage(net, decay=0.5)
+    average = optim.WeightAverage(net, decay=0.5)
     start = net[0].weight.detach().clone()
     with torch.no_grad():
         net[0].weight.add_(1.0)

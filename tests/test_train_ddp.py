@@ -42,9 +42,9 @@ def test_cli_under_torchrun_two_cpu_processes(tmp_path, fixture_data):
 
 SCRIPT = """
 import os, sys, torch
-from hrpose_cli.engine import trainer
+from hrpose_cli.engine import train_config, trainer
 out, ann, images = sys.argv[1:4]
-config = trainer.TrainConfig(train_ann=[ann], train_images=[images], model={model!r}, device="cpu", workers=0,
+config = train_config.TrainConfig(train_ann=[ann], train_images=[images], model={model!r}, device="cpu", workers=0,
                              epochs=2, batch=2, log_every=1, out=out, **{extra!r})
 result = trainer.run(config)
 torch.save(result.model.state_dict(), os.path.join(out, "rank%s.pt" % os.environ["RANK"]))

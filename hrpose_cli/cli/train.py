@@ -17,7 +17,7 @@ from hrpose_cli.cli.options import parse_input_size
 from hrpose_cli.errors import HrposeError
 
 if TYPE_CHECKING:  # the engine (and torch) load when the command runs, not for `hrpose --help`
-    from hrpose_cli.engine import trainer
+    from hrpose_cli.engine import train_config, trainer
 
 console = Console(stderr=True, highlight=False)
 
@@ -135,17 +135,17 @@ def train(
         _summary(result)
 
 
-def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: bool, say: bool) -> "trainer.TrainConfig":
+def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: bool, say: bool) -> "train_config.TrainConfig":
     """Options given on the command line over the --config file over the defaults; the demo; --resume's checks."""
-    from hrpose_cli.engine import trainer
+    from hrpose_cli.engine import train_config
 
     if resume:
         if config_file is not None:
             raise HrposeError("--resume continues a run with its own config.json; leave out --config")
-        run_dir = trainer.resolve_run_dir(trainer.TrainConfig(out=given.get("out"), resume=True))
-        saved = trainer.load_run_config(run_dir).to_dict()
+        run_dir = train_config.resolve_run_dir(train_config.TrainConfig(out=given.get("out"), resume=True))
+        saved = train_config.load_run_config(run_dir).to_dict()
         for key, value in given.items():
-            if key in trainer.RUNTIME_FIELDS or key in ("out", "name"):
+            if key in train_config.RUNTIME_FIELDS or key in ("out", "name"):
                 continue
             old = saved.get(key)
             same = (list(value) == list(old)) if isinstance(value, (list, tuple)) and old is not None else value == old
@@ -155,12 +155,12 @@ def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: 
                     f"--resume continues {run_dir} with its saved configuration: --{key.replace('_', '-')} "
                     f"differs from it ({old!r}); only --device, --workers, --log-every, --compile, --skip-bad-images and --time-limit may change"
                 )
-        runtime = {k: v for k, v in given.items() if k in trainer.RUNTIME_FIELDS}
-        return trainer.TrainConfig(out=str(run_dir), resume=True, **runtime)
+        runtime = {k: v for k, v in given.items() if k in train_config.RUNTIME_FIELDS}
+        return train_config.TrainConfig(out=str(run_dir), resume=True, **runtime)
 
     values: dict[str, Any] = {}
     if config_file is not None:
-        values.update({k: v for k, v in trainer.read_config_file(config_file).items() if k not in ("out", "resume")})
+        values.update({k: v for k, v in train_config.read_config_file(config_file).items() if k not in ("out", "resume")})
     if "arch" in given or "weights" in given:
         values.pop("model", None)  # a network named on the command line beats the file's
     values.update(given)
@@ -176,7 +176,7 @@ def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: 
                 values[key] = value
         values["demo"] = True
     try:
-        cfg = trainer.TrainConfig(**values)
+        cfg = train_config.TrainConfig(**values)
     except TypeError as err:
         raise HrposeError(f"bad training options ({err})") from None
     try:

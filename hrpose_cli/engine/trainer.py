@@ -1,4 +1,5 @@
-"""Training: the loop, loss, optimiser and schedule, checkpoints, resume, DDP and the metrics log.
+"""Training: the loop, checkpoints, resume, validation and the metrics log (the run's configuration is in
+train_config, the loss, schedule and weight average in optim, torchrun's process group in distributed).
 
 The data path is the point: worker processes only decode JPEGs (data.images.batch_loader over the
 deterministic plan of data.train_data, one DataLoader for the whole run); the augmentation parameters of
@@ -7,13 +8,11 @@ each global batch are drawn on the host from a generator seeded by (seed, epoch,
 The step loop never waits on the device: the loss is accumulated there and read only every ``log_every``
 steps and at the end of an epoch.
 
-Public API: TrainConfig, TrainReporter, TrainResult, run(config, reporter) and the pieces it is made of
-(joints_mse_loss, lr_factor, milestones, resolve_run_dir, load_run_config).
+Public API: TrainReporter, TrainResult and run(config, reporter).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -21,7 +20,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,224 +32,17 @@ from torch import nn
 from hrpose_cli import __version__
 from hrpose_cli.core import codec, geometry
 from hrpose_cli.core.schema import JOINT_WEIGHTS, NUM_JOINTS
-from hrpose_cli.data.augment import (RECIPES, AugmentConfig, CropParams, apply_mixup, apply_pixel_params, crop_geometry,
+from hrpose_cli.data.augment import (AugmentConfig, CropParams, apply_mixup, apply_pixel_params, crop_geometry,
                                      sample_crop_params, sample_mixup, sample_pixel_params)
 from hrpose_cli.data.images import ImageBatch, batch_loader, default_workers
 from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table, missing_images, mixup_rng
-from hrpose_cli.engine.runtime import Runtime
+from hrpose_cli.engine import distributed
+from hrpose_cli.engine.optim import WeightAverage, joints_mse_loss, lr_factor, milestones
+from hrpose_cli.engine.train_config import RUNTIME_FIELDS, TrainConfig, load_run_config, resolve_run_dir
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write, write_json
 
-RUNS_ROOT = Path("runs") / "train"
-BASE_SIGMA = 2.0  # at an input height of 256; scaled with the height (3 at 384x288)
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-# Options that only say how to run, not what is learnt: --resume may change them.
-TEACHER_MODES = ("fill", "match")  # fill: unlabelled joints only; match: function matching (distill.py)
-RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "skip_bad_images", "val_batch", "time_limit", "exist_ok")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; config.json in the run folder holds the resolved one.
-
-    ``arch``/``input_size`` None mean: those of ``weights`` when given, else w32 at 256x192. ``model`` (an
-    HRNetConfig dict) names a network outside the named archs and wins over ``arch``. ``joint_weights`` None
-    follows the recipe (official: off, else on). ``ema`` > 0 validates and saves a moving average of the
-    weights. ``batch`` is per process; ``sigma`` None is 2 x height/256.
-    """
-
-    train_ann: list[str] = field(default_factory=list)
-    train_images: list[str] = field(default_factory=list)
-    val_ann: str | None = None
-    val_images: str | None = None
-    arch: str | None = None
-    model: dict | None = None
-    input_size: tuple[int, int] | None = None
-    recipe: str = "seed"
-    augment: bool = True
-    joint_weights: bool | None = None
-    epochs: int = 210
-    batch: int = 32
-    lr: float = 1e-3
-    warmup_epochs: float = 0.0
-    sigma: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    workers: int | None = None
-    val_every: int = 1
-    val_batch: int | None = None
-    compile: bool = False
-    sync_bn: bool = False
-    skip_bad_images: bool = False
-    log_every: int = 50
-    out: str | None = None
-    name: str = "exp"
-    weights: str | None = None
-    resume: bool = False
-    exist_ok: bool = False
-    demo: bool = False
-    teacher: str | None = None
-    teacher_min_score: float = 0.3
-    distill_features: float = 0.0
-    teacher_mode: str = "fill"
-    gt_weight: float = 1.0
-    unlabelled_ann: list[str] = field(default_factory=list)
-    unlabelled_images: list[str] = field(default_factory=list)
-    mixup: float = 0.0
-    ema: float = 0.0
-    time_limit: float | None = None
-
-    def __post_init__(self) -> None:
-        self.train_ann = [str(p) for p in self.train_ann]
-        self.train_images = [str(p) for p in self.train_images]
-        self.unlabelled_ann = [str(p) for p in self.unlabelled_ann]
-        self.unlabelled_images = [str(p) for p in self.unlabelled_images]
-        if self.input_size is not None:
-            self.input_size = tuple(int(v) for v in self.input_size)
-
-    # -- checks and derived values ------------------------------------------------------------------
-    def validate(self) -> "TrainConfig":
-        """Raise HrposeError (one line, naming the option) for values that cannot work."""
-
-        def bad(option: str, value: object, why: str) -> None:
-            err = HrposeError(f"{option} {value}: {why}")
-            err.option = option  # so that a value read from --config can be reported with the file's name
-            raise err
-
-        if len(self.train_ann) != len(self.train_images):
-            raise HrposeError(
-                f"--train-ann given {len(self.train_ann)} time(s) but --train-images {len(self.train_images)}: "
-                "they pair up in order, one image folder per annotation file"
-            )
-        if not self.train_ann and not self.resume:
-            raise HrposeError("no training data: give --train-ann A.json --train-images DIR")
-        if (self.val_ann is None) != (self.val_images is None):
-            raise HrposeError("--val-ann and --val-images go together: give both or neither")
-        if self.recipe not in RECIPES:
-            bad("--recipe", self.recipe, f"expected one of {', '.join(RECIPES)}")
-        for option, value in (("--epochs", self.epochs), ("--batch", self.batch), ("--val-every", self.val_every),
-                              ("--log-every", self.log_every)):
-            if not isinstance(value, int) or value < 1:
-                bad(option, value, "must be a whole number of at least 1")
-        if self.val_batch is not None and self.val_batch < 1:
-            bad("--val-batch", self.val_batch, "must be at least 1")
-        if self.workers is not None and self.workers < 0:
-            bad("--workers", self.workers, "must be 0 or more")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            bad("--lr", self.lr, "must be a positive number")
-        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
-            bad("--warmup-epochs", self.warmup_epochs, "must be 0 or more")
-        if self.sigma is not None and not (math.isfinite(self.sigma) and self.sigma > 0):
-            bad("--sigma", self.sigma, "must be a positive number")
-        if not (math.isfinite(self.teacher_min_score) and 0 <= self.teacher_min_score <= 1):
-            bad("--teacher-min-score", self.teacher_min_score, "must be between 0 and 1")
-        if not (math.isfinite(self.distill_features) and self.distill_features >= 0):
-            bad("--distill-features", self.distill_features, "must be 0 or more")
-        if self.distill_features > 0 and not self.teacher:
-            bad("--distill-features", self.distill_features, "needs --teacher")
-        if self.teacher and not Path(self.teacher).is_file():
-            bad("--teacher", self.teacher, "is a folder; give its movenet-thunder.json" if Path(self.teacher).is_dir() else "file not found")
-        if self.teacher_mode not in TEACHER_MODES:
-            bad("--teacher-mode", self.teacher_mode, f"expected one of {', '.join(TEACHER_MODES)}")
-        if self.teacher_mode == "match" and not self.teacher:
-            bad("--teacher-mode", self.teacher_mode, "needs --teacher")
-        if not (math.isfinite(self.gt_weight) and 0 <= self.gt_weight <= 1):
-            bad("--gt-weight", self.gt_weight, "must be between 0 and 1")
-        if self.gt_weight != 1.0 and self.teacher_mode != "match":
-            bad("--gt-weight", self.gt_weight, "needs --teacher-mode match")
-        if not (math.isfinite(self.mixup) and 0 <= self.mixup <= 1):
-            bad("--mixup", self.mixup, "must be a probability between 0 and 1")
-        if self.mixup > 0 and self.teacher_mode != "match":
-            bad("--mixup", self.mixup, "needs --teacher-mode match (the teacher labels the mixed crops)")
-        if len(self.unlabelled_ann) != len(self.unlabelled_images):
-            raise HrposeError(
-                f"--unlabelled-ann given {len(self.unlabelled_ann)} time(s) but --unlabelled-images "
-                f"{len(self.unlabelled_images)}: they pair up in order, one image folder per annotation file"
-            )
-        if self.unlabelled_ann and self.teacher_mode != "match":
-            bad("--unlabelled-ann", self.unlabelled_ann[0], "needs --teacher-mode match (only the teacher labels its persons)")
-        if self.distill_features > 0 and self.teacher_mode == "match":
-            bad("--distill-features", self.distill_features, "works with --teacher-mode fill only")
-        if not (math.isfinite(self.ema) and 0 <= self.ema < 1):
-            bad("--ema", self.ema, "must be at least 0 (off) and below 1, such as 0.999")
-        if self.time_limit is not None and not (math.isfinite(self.time_limit) and self.time_limit > 0):
-            bad("--time-limit", self.time_limit, "must be a positive number of minutes")
-        if self.input_size is not None:
-            h, w = self.input_size
-            if h <= 0 or w <= 0 or h % 32 or w % 32:
-                bad("--input-size", f"{h}x{w}", "height and width must be positive multiples of 32 (HRNet's four levels)")
-        return self
-
-    @property
-    def use_joint_weights(self) -> bool:
-        return self.recipe != "official" if self.joint_weights is None else bool(self.joint_weights)
-
-    def sigma_for(self, input_height: int) -> float:
-        return self.sigma if self.sigma is not None else BASE_SIGMA * input_height / 256
-
-    # -- files --------------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["input_size"] = list(self.input_size) if self.input_size else None
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
-        """From config.json (meta keys ignored) or a hand-written JSON config; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        data = {k: v for k, v in data.items() if k != "run"}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise HrposeError(f"{source}: unknown training option(s) {', '.join(unknown)}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as err:
-            raise HrposeError(f"{source}: bad training configuration ({err})") from None
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """A JSON file of TrainConfig fields (configs/*.json, or a run's config.json), checked."""
-    path = Path(path)
-    if not path.is_file():
-        raise HrposeError(f"{path}: config file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise HrposeError(f"{path}: not a readable JSON config ({err})") from None
-    if not isinstance(data, dict):
-        raise HrposeError(f"{path}: a training config must be a JSON object of option names and values")
-    TrainConfig.from_dict(data, str(path))  # fail early on unknown keys
-    return {k: v for k, v in data.items() if k != "run"}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Loss and schedule
-# ---------------------------------------------------------------------------------------------------
-
-
-def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The official JointsMSELoss: 0.5 x the mean over (B, J, H, W) of w_bj (pred - target)^2.
-
-    The official code multiplies both heatmaps by the weight before the squared error (so a weight w
-    counts as w^2); the targets' weights are 0 or 1, where the two agree. Per-joint weights (seed recipe)
-    multiply each joint's loss by the weight itself, as HRNET_SPEC.md says.
-    """
-    return 0.5 * (weight[:, :, None, None] * (pred - target).pow(2)).mean()
-
-
-def milestones(epochs: int) -> tuple[int, int]:
-    """Epochs (0-based counts of finished epochs) after which the lr drops x0.1: 170 and 200 of 210, scaled."""
-    return round(170 / 210 * epochs), round(200 / 210 * epochs)
-
-
-def lr_factor(epoch: int, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float) -> float:
-    """Multiplier of the base lr at ``step`` (0-based) of ``epoch`` (1-based): MultiStep x0.1, linear warm-up per step."""
-    done = epoch - 1
-    factor = 0.1 ** sum(done >= m for m in milestones(epochs))
-    warmup_steps = warmup_epochs * steps_per_epoch
-    if warmup_steps > 0:
-        factor *= min(1.0, (done * steps_per_epoch + step + 1) / warmup_steps)
-    return factor
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -305,113 +97,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Run folder and distributed set-up
-# ---------------------------------------------------------------------------------------------------
-
-
-def next_run_dir(root: Path, name: str) -> Path:
-    """root/name, or root/name2, name3, ... : the first that does not exist yet (as ultralytics names runs)."""
-    candidate = root / name
-    n = 2
-    while candidate.exists():
-        candidate = root / f"{name}{n}"
-        n += 1
-    return candidate
-
-
-def latest_run(root: Path = RUNS_ROOT) -> Path:
-    """The run folder under root whose last.pt was written last (what a bare --resume continues)."""
-    runs = sorted(root.glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
-    if not runs:
-        raise HrposeError(f"--resume: no run with a last.pt under {root}; name the run with --out RUN_DIR")
-    return runs[-1].parent
-
-
-def resolve_run_dir(config: TrainConfig) -> Path:
-    """The run folder: --out, else runs/train/<name> numbered fresh; with --resume: --out or the latest run.
-
-    A run stopped before its first checkpoint resumes from the start with its config.json; ``exist_ok`` starts
-    a used --out folder over (as ultralytics' exist_ok)."""
-    if config.resume:
-        run_dir = Path(config.out) if config.out else latest_run()
-        if not (run_dir / "config.json").is_file():
-            what = "no checkpoint to resume from" if not (run_dir / "last.pt").is_file() else "missing"
-            raise HrposeError(f"{run_dir / 'config.json'}: {what}; cannot resume without the run's configuration")
-        return run_dir
-    if config.out:
-        run_dir = Path(config.out)
-        if not config.exist_ok and ((run_dir / "last.pt").exists() or (run_dir / "config.json").exists()):
-            raise HrposeError(f"{run_dir}: already holds a training run; add --resume to continue it, --exist-ok to "
-                              "start it over, or choose another --out")
-        return run_dir
-    return next_run_dir(RUNS_ROOT, config.name)
-
-
-def load_run_config(run_dir: Path) -> TrainConfig:
-    path = Path(run_dir) / "config.json"
-    return TrainConfig.from_dict(read_config_file(path), str(path))
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    local_world: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _setup(config: TrainConfig) -> tuple[_Dist, Runtime]:
-    """Process group from torchrun's RANK/WORLD_SIZE/LOCAL_RANK (NCCL on CUDA, gloo on the CPU) and the runtime."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist(), Runtime.create(config.device)
-    info = _Dist(
-        rank=int(os.environ.get("RANK", "0")),
-        world=world,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-        local_world=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
-    )
-    spec = (config.device or "auto").lower()
-    use_cuda = spec != "cpu" and (spec != "auto" or torch.cuda.is_available())
-    if use_cuda:
-        if not torch.cuda.is_available():
-            raise HrposeError(f"--device {config.device}: CUDA is not available on this machine (use --device cpu)")
-        torch.cuda.set_device(info.local_rank)
-        device = f"cuda:{info.local_rank}"  # under torchrun each process drives the GPU of its LOCAL_RANK
-    else:
-        device = "cpu"
-    runtime = Runtime.create(device)
-    if not dist.is_initialized():
-        kwargs = {"device_id": runtime.device} if use_cuda else {}
-        dist.init_process_group("nccl" if use_cuda else "gloo", **kwargs)
-    return info, runtime
-
-
-def _barrier(info: _Dist, runtime: Runtime) -> None:
-    if info.enabled:
-        if runtime.device.type == "cuda":
-            dist.barrier(device_ids=[runtime.device.index])
-        else:
-            dist.barrier()
-
-
-def _broadcast_path(info: _Dist, path: Path | None) -> Path:
-    if not info.enabled:
-        return path
-    box = [str(path) if path is not None else None]
-    dist.broadcast_object_list(box, src=0)
-    return Path(box[0])
-
-
-# ---------------------------------------------------------------------------------------------------
 # Checkpoint helpers
 # ---------------------------------------------------------------------------------------------------
 
@@ -445,37 +130,6 @@ def _all_finite(module: nn.Module) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
-class WeightAverage:
-    """An exponential moving average of the network's weights and BatchNorm statistics (--ema DECAY).
-
-    On small data the weights of the last steps wander around a good point; their average generalises
-    better. The decay ramps up as (1 + n) / (10 + n) after n updates (TensorFlow's ExponentialMovingAverage),
-    so an average started from random weights forgets them quickly. The average is what a run validates and
-    saves as its model; the raw weights travel in the checkpoint's training state for --resume.
-    """
-
-    def __init__(self, model: nn.Module, decay: float, updates: int = 0):
-        self.decay = decay
-        self.updates = updates
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
-        self._counters: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def update(self, model: nn.Module) -> None:
-        """Fold in the model's current weights (every float tensor of its state; counters are copied)."""
-        if self._pairs is None:  # the source tensors are updated in place by the optimiser: look them up once
-            source, target = model.state_dict(), self.model.state_dict()
-            floats = [k for k, v in target.items() if v.is_floating_point()]
-            self._pairs = ([target[k] for k in floats], [source[k] for k in floats])
-            self._counters = [(target[k], source[k]) for k, v in target.items() if not v.is_floating_point()]
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        with torch.no_grad():
-            torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1.0 - decay)
-            for mine, theirs in self._counters:
-                mine.copy_(theirs)
-
-
 # ---------------------------------------------------------------------------------------------------
 # The trainer
 # ---------------------------------------------------------------------------------------------------
@@ -488,7 +142,7 @@ class _Trainer:
 
     # -- set-up -------------------------------------------------------------------------------------
     def setup(self) -> None:
-        self.dist, self.runtime = _setup(self.requested)
+        self.dist, self.runtime = distributed.setup(self.requested)
         self.reporter = self.reporter_given if self.dist.main else TrainReporter()
         device = self.runtime.device
         if self.requested.sync_bn and self.dist.enabled and device.type != "cuda":
@@ -497,7 +151,7 @@ class _Trainer:
         if not self.requested.resume:
             self.requested.validate()  # bad options fail before anything is written
         run_dir = resolve_run_dir(self.requested) if self.dist.main else None
-        self.run_dir = _broadcast_path(self.dist, run_dir)
+        self.run_dir = distributed.broadcast_path(self.dist, run_dir)
         checkpoint = None
         if self.requested.resume:
             config = load_run_config(self.run_dir)
@@ -622,7 +276,7 @@ class _Trainer:
 
         if self.dist.main and checkpoint is None:
             self._write_config()
-        _barrier(self.dist, self.runtime)
+        distributed.barrier(self.dist, self.runtime)
 
     def _build_model(self, config: TrainConfig, checkpoint: dict | None):
         from hrpose_cli.model.hrnet import ARCHS, HRNetConfig, PoseHRNet
@@ -846,7 +500,7 @@ class _Trainer:
                         t0 = time.perf_counter()
                         metrics.update(self._validate(epoch))
                         metrics["val_time_s"] = time.perf_counter() - t0
-                    _barrier(self.dist, self.runtime)
+                    distributed.barrier(self.dist, self.runtime)
                 if self.skipped:
                     metrics["skipped_images"] = len(self.skipped)
                 self._fit_time_limit(epoch, time.perf_counter() - run_start)
