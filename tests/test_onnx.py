@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import REPO, assert_one_line_error
 from hrpose_cli.cli.app import app
+from hrpose_cli.errors import HrposeError
 
 pytest.importorskip("onnx", reason="needs the [onnx] extra (pip install -e '.[onnx]')")
 pytest.importorskip("onnxruntime", reason="needs the [onnx] extra (pip install -e '.[onnx]')")
@@ -243,3 +245,22 @@ def test_detector_export_finds_the_same_people(fixture_data, tmp_path):
                           "--half", "not of --detector")
     assert_one_line_error(runner.invoke(app, ["predict", image, "--device", "cpu", "--detector", "yolo"]),
                           "--detector 'yolo'")
+
+
+def test_auto_device_runs_onnx_on_the_cpu_without_a_cuda_provider(default_onnx, monkeypatch):
+    """On a GPU machine with the PyPI onnxruntime (CPU only), --device auto runs an ONNX model on the CPU
+    instead of stopping; an explicit --device cuda still says what is missing."""
+    from types import SimpleNamespace
+
+    from hrpose_cli.engine import inference, onnx_pose
+
+    real = inference.Runtime.create
+    on_cuda = SimpleNamespace(device=torch.device("cuda", 0))
+    monkeypatch.setattr(inference.Runtime, "create",
+                        staticmethod(lambda spec="auto", **kw: on_cuda if spec in ("auto", "cuda") else real(spec, **kw)))
+    monkeypatch.setattr(onnx_pose, "cuda_provider_available", lambda: False)
+    monkeypatch.setattr(inference, "cuda_provider_available", lambda: False)
+    predictor = inference.load_predictor(default_onnx, "auto", True, "argmax")
+    assert predictor.runtime.device.type == "cpu"
+    with pytest.raises(HrposeError, match="no CUDA provider"):
+        inference.load_predictor(default_onnx, "cuda", True, "argmax")

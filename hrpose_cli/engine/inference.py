@@ -21,7 +21,7 @@ import numpy as np
 from hrpose_cli.data.coco import PERSON_CATEGORY
 from hrpose_cli.data.images import ImageBatch, PackedImages, batch_loader
 from hrpose_cli.engine.detector import Detections, PersonDetector
-from hrpose_cli.engine.onnx_pose import OnnxPose, is_onnx
+from hrpose_cli.engine.onnx_pose import OnnxPose, cuda_provider_available, is_onnx
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image, per_image
 from hrpose_cli.engine.runtime import Runtime, resolve_device
 from hrpose_cli.errors import HrposeError
@@ -56,6 +56,8 @@ def load_predictor(
     onnxruntime), or the embedded default model when ``weights`` is None."""
     runtime = Runtime.create(device, compile=compile)
     if is_onnx(weights):
+        if (device or "auto").lower() == "auto" and runtime.device.type == "cuda" and not cuda_provider_available():
+            runtime = Runtime.create("cpu")  # auto: where onnxruntime has no CUDA provider, it runs on the CPU
         return _onnx_predictor(Path(weights), runtime, flip, decode, compile, input_size)
     model, config = load_model(weights, input_size=input_size)
     if runtime.device.type == "cpu":  # measured to pay there; on CUDA, --compile fuses them

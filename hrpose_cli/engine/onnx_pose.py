@@ -46,6 +46,11 @@ def require(module: str):
         raise HrposeError(f"ONNX models need {module}, part of the optional extra [onnx]: {EXTRA_HINT}") from None
 
 
+def cuda_provider_available() -> bool:
+    """Whether the installed onnxruntime can run on CUDA (onnxruntime-gpu); the PyPI default cannot."""
+    return "CUDAExecutionProvider" in require("onnxruntime").get_available_providers()
+
+
 def is_onnx(path: Path | str | None) -> bool:
     """Whether --weights names an ONNX model (by its suffix) rather than a torch checkpoint."""
     return path is not None and Path(path).suffix.lower() == ".onnx"
@@ -125,7 +130,7 @@ def open_session(path: Path, runtime: Runtime, expected_format: str):
         # no spinning after a call: the spinning threads would take the cores from torch's crops and decoding
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list = ["CPUExecutionProvider"]
-    elif "CUDAExecutionProvider" in ort.get_available_providers():
+    elif cuda_provider_available():
         providers = [("CUDAExecutionProvider", {"device_id": runtime.device.index or 0}), "CPUExecutionProvider"]
     else:
         raise HrposeError(f"{path}: this onnxruntime has no CUDA provider (pip install onnxruntime-gpu), "
