@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers read the name)
 __version__ = "0.1.0"
 __all__ = ["Model", "Result", "evaluate", "load"]
 

@@ -165,9 +165,8 @@ def load(weights: str | Path | None = None, device: str = "auto", detector: bool
     weights_path = None if weights is None else Path(weights)
     model = Model(lambda: inference.load_predictor(weights_path, device, flip, decode, compile, input_size, batch),
                   device, detector_name, det_threshold)
-    if not lazy:
-        model.detector  # noqa: B018 -- loads the pose model and the detector now: errors surface at load()
-        model.predictor  # noqa: B018
+    if not lazy:  # load both now, so that a bad weights or detector file fails here, not at the first image
+        _ = (model.predictor, model.detector)
     return model
 
 
