@@ -83,3 +83,21 @@ def test_api_errors_are_one_line(fixture_data, model, tmp_path):
 def test_import_loads_no_torch():
     code = "import sys, hrpose_cli; assert 'torch' not in sys.modules, 'torch imported'; hrpose_cli.__version__"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_evaluate_matches_hrpose_eval(fixture_data, tmp_path):
+    ann = fixture_data / "person_keypoints.json"
+    annotations = json.loads(ann.read_text())["annotations"]
+    rng = np.random.default_rng(0)
+    records = [{"image_id": a["image_id"], "category_id": 1, "score": 1.0,
+                "keypoints": (np.array(a["keypoints"], float) + rng.normal(0, 2, len(a["keypoints"]))).tolist()}
+               for a in annotations if a.get("num_keypoints", 0) > 0]
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(records))
+    out = tmp_path / "stats.json"
+    cli = CliRunner().invoke(app, ["eval", "--ann", str(ann), "--results", str(results), "--json", str(out)])
+    assert cli.exit_code == 0, cli.output
+    stats = hrpose_cli.evaluate(ann, records)
+    assert list(stats) == ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
+    assert stats == hrpose_cli.evaluate(ann, results)
+    assert all(stats[name] == json.loads(out.read_text())[name] for name in stats) and 0 < stats["AP"] <= 1
