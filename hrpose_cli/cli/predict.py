@@ -54,9 +54,9 @@ def predict(
     skip_bad_images: options.SkipBadImages = False,
 ) -> None:
     """Find the people in images or videos and estimate their keypoints (a detector finds them unless boxes are given)."""
+    from hrpose_cli import api
     from hrpose_cli.data.images import expand_inputs
     from hrpose_cli.engine import inference
-    from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
 
     options.check_decoder(decode)
     threshold = check_det_threshold(det_threshold, PREDICT_THRESHOLD)
@@ -71,61 +71,50 @@ def predict(
     for path in (json_out, save_heatmaps, save_boxes):
         check_writable(path)
     check_writable(out, folder=True)
-    device_type = inference.resolve_device(device).type
-    if images:
-        paths, persons, unmatched = inference.plan_persons(images, bboxes, detections, min_box_score)
-        per_batch = inference.images_per_detection_batch(batch, device_type) if detect else batch
-        decoded = inference.decode_images(paths, persons, per_batch, workers, device)
-    predictor = inference.load_predictor(
-        weights, device, flip, decode, compile, options.parse_input_size(input_size), batch
-    )
-    person_detector = inference.load_detector(predictor, threshold, detector) if detect else None
+    model = api.load(weights, device, detector if detect else False, flip=flip, decode=decode, compile=compile,
+                     input_size=options.parse_input_size(input_size), batch=batch, det_threshold=threshold, lazy=True)
 
-    if note := inference.default_note(predictor, weights):
-        console.print(f"[yellow]default model:[/] {note}")
     records: list[dict] = []
     heatmaps: list[np.ndarray] = []
     found_per_image: dict[str, int] | None = None
     if images:
-        people = inference.DetectedPeople(person_detector) if person_detector else None
+        given, box_scores, unmatched = (None, None, [])
+        if detections is not None:
+            given, box_scores, unmatched = inference.boxes_from_detections(images, detections, min_box_score)
+        elif bboxes:
+            given = [np.array(bboxes, dtype=np.float64)] * len(images)
         with _progress(len(images)) as progress:
             task = progress.add_task("predict", total=len(images))
-            estimates = inference.predict_images(
-                predictor, decoded, None if people else len(persons), keep_heatmaps=save_heatmaps is not None,
-                on_batch=lambda n_images, _n: progress.advance(task, n_images), people=people,
-                paths=paths, skip_bad_images=skip_bad_images,
-            )
-        if people is not None:
-            person_paths = [paths[item[0].index] for item in people.found]
-            box_scores = people.scores
-            found_per_image = {str(paths[item[0].index]): len(found.scores) for item, found in people.per_item}
-            drawn = [path for path in images if str(path) in found_per_image]  # decoded, people found or not
-        else:
-            person_paths, box_scores = paths, np.array([p.score for p in persons])
-            drawn = list(dict.fromkeys(p for p, kp in zip(paths, estimates.keypoints) if np.isfinite(kp).all()))
-        scores = rescore(estimates.keypoints, box_scores, RESCORE_THRESHOLD)
-        for i, path in enumerate(person_paths):
-            if not np.isfinite(estimates.keypoints[i]).all():
-                continue  # its image was skipped (--skip-bad-images)
-            det_score = float(box_scores[i]) if people is not None else None
-            records.append(_record(path, estimates.boxes[i], estimates.keypoints[i], scores[i], det_score=det_score))
-        if estimates.heatmaps is not None:
-            heatmaps.append(estimates.heatmaps[np.isfinite(estimates.keypoints).all(axis=(1, 2))])
+            run = model.run(images, given, box_scores, batch=batch, heatmaps=save_heatmaps is not None,
+                            workers=workers, skip_bad_images=skip_bad_images,
+                            on_batch=lambda n_images, _n: progress.advance(task, n_images))
+        _default_note(model, weights)
+        for result in run.results:
+            for i in range(len(result)):
+                records.append(_record(result.path, result.boxes[i], result.keypoints[i], result.scores[i],
+                                       det_score=float(result.box_scores[i]) if detect else None))
+            if result.heatmaps is not None:
+                heatmaps.append(result.heatmaps)
+        if detect:
+            found_per_image = {str(result.path): len(result) for result in run.results}
+        drawn = [result.path for result in run.results if detect or len(result)]  # nobody found: drawn as it is
         if out is not None:
             _draw_images(out, drawn, records, score_threshold)
             console.print(f"drawings written to {out}/")
-        t = estimates.timing
+        t = run.timing
         nobody = sum(1 for n in (found_per_image or {}).values() if n == 0)
         console.print(
             f"{t.images} image(s), {t.persons} person(s) in {t.total_s:.2f} s "
-            f"({t.persons_per_s:.1f} persons/s, waiting for images {t.data_wait_fraction:.0%}) on {predictor.runtime.device}"
+            f"({t.persons_per_s:.1f} persons/s, waiting for images {t.data_wait_fraction:.0%}) on {run.device}"
             + (f"; nobody found in {nobody} image(s)" if nobody else "")
         )
         if detections is not None:
-            _report_boxes(boxes, images, paths, unmatched)
+            _report_boxes(boxes, images, [p for p, b in zip(images, given) if len(b)], unmatched)
+    else:
+        _default_note(model, weights)
     for video in videos:
-        records.extend(_predict_video(predictor, video, bboxes, batch, out, score_threshold, heatmaps, save_heatmaps,
-                                      person_detector))
+        records.extend(_predict_video(model.predictor, video, bboxes, batch, out, score_threshold, heatmaps,
+                                      save_heatmaps, model.detector))
 
     if json_out is not None:
         write_json(json_out, records)
@@ -135,9 +124,17 @@ def predict(
     if save_boxes is not None:
         write_json(save_boxes, _detection_results(records))
     _render(records, found_per_image)
-    if images and estimates.failures:  # last, so that the run ends by naming what it left out
-        console.print(f"[yellow]skipped {len(estimates.failures)} unreadable image(s):[/] " + "; ".join(estimates.failures),
+    if images and run.failures:  # last, so that the run ends by naming what it left out
+        console.print(f"[yellow]skipped {len(run.failures)} unreadable image(s):[/] " + "; ".join(run.failures),
                       soft_wrap=True)
+
+
+def _default_note(model, weights: Path | None) -> None:
+    """The default model's caveat, once its predictor is loaded."""
+    from hrpose_cli.engine.inference import default_note
+
+    if note := default_note(model.predictor, weights):
+        console.print(f"[yellow]default model:[/] {note}")
 
 
 def _report_boxes(boxes: Path, images: list[Path], paths: list[Path], unmatched: list[dict]) -> None:

@@ -119,33 +119,18 @@ def match_detections(images: Sequence[Path], detections: Sequence[dict]) -> tupl
     return matched, unmatched
 
 
-def plan_persons(
-    images: Sequence[Path],
-    bboxes: Sequence[tuple[float, float, float, float]] = (),
-    detections: Sequence[dict] | None = None,
-    min_box_score: float = 0.0,
-) -> tuple[list[Path], list[PersonBox], list[dict]]:
-    """Persons to estimate, image by image: explicit boxes, matching detections, or the whole image; and the
-    detections that matched no image (for the summary: they would otherwise vanish without a word)."""
-    paths: list[Path] = []
-    persons: list[PersonBox] = []
-
-    def add(path: Path, bbox, score: float = 1.0) -> None:
-        paths.append(path)
-        persons.append(PersonBox(len(persons), bbox, score))
-
-    matched, unmatched = match_detections(images, detections or ())
+def boxes_from_detections(
+    images: Sequence[Path], detections: Sequence[dict], min_box_score: float = 0.0
+) -> tuple[list[np.ndarray], list[np.ndarray], list[dict]]:
+    """Per image its detections' boxes (N, 4) and scores scored at least ``min_box_score``; and the detections
+    that matched no image (for the summary: they would otherwise vanish without a word)."""
+    matched, unmatched = match_detections(images, detections)
+    boxes, scores = [], []
     for path in images:
-        if detections is not None:
-            for det in matched.get(path, []):
-                if det.get("score", 1.0) >= min_box_score:
-                    add(path, tuple(float(v) for v in det["bbox"]), float(det.get("score", 1.0)))
-        elif bboxes:
-            for box in bboxes:
-                add(path, box)
-        else:
-            add(path, None)
-    return paths, persons, unmatched
+        kept = [det for det in matched.get(path, []) if det.get("score", 1.0) >= min_box_score]
+        boxes.append(np.array([[float(v) for v in det["bbox"]] for det in kept], dtype=np.float64).reshape(-1, 4))
+        scores.append(np.array([float(det.get("score", 1.0)) for det in kept], dtype=np.float64))
+    return boxes, scores, unmatched
 
 
 def _resolve(people: Sequence[PersonBox], shape: tuple[int, int]) -> list[PersonBox]:

@@ -1,0 +1,272 @@
+"""The Python API: ``load`` a pose model, ``Model.predict`` keypoints in images, ``evaluate`` them against COCO.
+
+`hrpose predict` runs images through ``Model.run`` as well: the command and a script take one path through
+the engine. Torch is imported here, so ``hrpose_cli`` exposes these names lazily (see its ``__getattr__``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence, Union
+
+import numpy as np
+
+from hrpose_cli.core.oks import rescore
+from hrpose_cli.core.schema import KEYPOINT_NAMES, SKELETON
+from hrpose_cli.data.images import IMAGE_SUFFIXES, ImageBatch, PackedImages, expand_inputs
+from hrpose_cli.engine import inference
+from hrpose_cli.engine.detector import PersonDetector
+from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
+from hrpose_cli.engine.predictor import PersonBox, Predictor, Timing, group_by_image
+from hrpose_cli.engine.thresholds import PREDICT_THRESHOLD
+from hrpose_cli.errors import HrposeError
+
+Source = Union[str, Path, np.ndarray, Sequence[Union[str, Path, np.ndarray]]]
+
+
+@dataclass
+class Result:
+    """The people in one image: boxes (N, 4: x, y, w, h pixels), keypoints (N, K, 3: x, y, score), and scores
+    (box score x mean confident joint score, as COCO evaluation ranks them)."""
+
+    path: Path | None
+    boxes: np.ndarray
+    box_scores: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
+    heatmaps: np.ndarray | None = None  # (N, K, h, w) when predict(heatmaps=True)
+    image: np.ndarray | None = field(default=None, repr=False)  # the BGR array given, for draw()
+    keypoint_names: tuple[str, ...] = KEYPOINT_NAMES
+    skeleton: tuple[tuple[int, int], ...] = SKELETON
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def to_coco(self, image_id: int | None = None) -> list[dict]:
+        """COCO keypoint results records; ``image_id`` defaults to the file name's trailing digits."""
+        if image_id is None:
+            image_id = inference.image_id_of(self.path) if self.path is not None else None
+            if image_id is None:
+                raise HrposeError(f"{self.path or 'an in-memory image'}: no image id in its name; pass to_coco(image_id)")
+        return [
+            {"image_id": int(image_id), "category_id": 1, "bbox": [round(float(v), 2) for v in box],
+             "keypoints": [round(float(v), 3) for v in kp.reshape(-1)], "score": float(score)}
+            for box, kp, score in zip(self.boxes, self.keypoints, self.scores)
+        ]
+
+    def draw(self, score_threshold: float = 0.3) -> np.ndarray:
+        """The image (RGB) with every person's box and skeleton drawn."""
+        from hrpose_cli.data.images import read_image
+        from hrpose_cli.viz.draw import draw_poses
+
+        bgr = self.image if self.image is not None else read_image(self.path)
+        return draw_poses(bgr[:, :, ::-1], self.keypoints, self.boxes, self.scores, score_threshold)
+
+
+@dataclass
+class Run:
+    """What Model.run did: a Result per image that decoded (in input order), and what the command reports."""
+
+    results: list[Result]
+    failures: list[str]  # one line per image skipped (skip_bad_images)
+    timing: Timing
+    device: str
+
+
+class Model:
+    """A pose model on a device, with the person detector in front of it (unless loaded with detector=False)."""
+
+    def __init__(self, loader: Callable[[], Predictor], device: str, detector: str | None, det_threshold: float):
+        self._loader = loader
+        self._predictor: Predictor | None = None
+        self._detector: PersonDetector | None = None
+        self.device_name = device
+        self.detector_name = detector
+        self.det_threshold = det_threshold
+
+    @property
+    def predictor(self) -> Predictor:
+        """The engine's Predictor, loaded on first use (so the command can start decoding images first)."""
+        if self._predictor is None:
+            self._predictor = self._loader()
+        return self._predictor
+
+    @property
+    def detector(self) -> PersonDetector | None:
+        if self._detector is None and self.detector_name is not None:
+            self._detector = inference.load_detector(self.predictor, self.det_threshold, self.detector_name)
+        return self._detector
+
+    def predict(self, source: Source, boxes=None, flip: bool | None = None, batch: int = 64, *,
+                rgb: bool = False, heatmaps: bool = False) -> list[Result]:
+        """Keypoints of the people in each image of ``source`` (a path, folder, glob, list of paths, or
+        H x W x 3 uint8 arrays, BGR unless ``rgb``). ``boxes``: per image an (N, 4) x, y, w, h array (or one
+        array for a single image); without them the detector finds the people (or, with no detector, the
+        whole image is one person). ``flip`` (default: as loaded) averages in the mirrored image."""
+        return self.run(source, boxes, flip=flip, batch=batch, rgb=rgb, heatmaps=heatmaps).results
+
+    def run(self, source: Source, boxes=None, box_scores=None, *, flip: bool | None = None, batch: int = 64,
+            rgb: bool = False, heatmaps: bool = False, workers: int | None = None, skip_bad_images: bool = False,
+            on_batch: Callable[[int, int], None] | None = None) -> Run:
+        """predict, with what the command needs too: box scores per image (from a detections file), decoding
+        workers, skipping unreadable images, a progress callback and the timing."""
+        keys, arrays = _images(source, rgb)
+        per_image_boxes = _per_image(boxes, len(keys))
+        detect = per_image_boxes is None and self.detector_name is not None
+        paths, persons = _plan(keys, per_image_boxes, box_scores)
+        device_type = inference.resolve_device(self.device_name).type
+        per_batch = inference.images_per_detection_batch(batch, device_type) if detect else batch
+        if arrays is None:  # decoding starts in worker processes now, while the model loads
+            decoded: Iterator[ImageBatch] = inference.decode_images(paths, persons, per_batch, workers, self.device_name)
+        else:
+            decoded = iter([ImageBatch(PackedImages.pack([arrays[key] for key, _ in chunk]), [item for _, item in chunk])
+                            for chunk in group_by_image(paths, persons, per_batch)])
+        predictor = _with_flip(self.predictor, flip)
+        people = inference.DetectedPeople(self.detector) if detect else None
+        estimates = inference.predict_images(predictor, decoded, None if people else len(persons), heatmaps,
+                                             on_batch=on_batch, people=people, paths=paths,
+                                             skip_bad_images=skip_bad_images)
+        if people is not None:
+            owner = [paths[item[0].index] for item in people.found]
+            scores_in = people.scores
+            decoded_keys = [paths[item[0].index] for item, _ in people.per_item]
+        else:
+            owner, scores_in = paths, np.array([p.score for p in persons], dtype=np.float64)
+            failed = {paths[i] for i in range(len(paths)) if not np.isfinite(estimates.keypoints[i]).all()}
+            decoded_keys = [key for key in keys if key not in failed]
+        scores = rescore(estimates.keypoints, scores_in, RESCORE_THRESHOLD)
+        rows: dict[object, list[int]] = {key: [] for key in decoded_keys}
+        for i, key in enumerate(owner):
+            if key in rows:
+                rows[key].append(i)
+        results = []
+        for key in keys:
+            if key not in rows:
+                continue  # an unreadable image, skipped
+            i = np.array(rows[key], dtype=np.int64)
+            results.append(Result(
+                key if arrays is None else None, estimates.boxes[i].reshape(-1, 4), np.asarray(scores_in)[i],
+                estimates.keypoints[i], scores[i],
+                None if estimates.heatmaps is None else estimates.heatmaps[i],
+                None if arrays is None else arrays[key],
+            ))
+        return Run(results, estimates.failures, estimates.timing, str(predictor.runtime.device))
+
+
+def load(weights: str | Path | None = None, device: str = "auto", detector: bool | str = True, *, flip: bool = True,
+         decode: str = "argmax", compile: bool = False, input_size: tuple[int, int] | None = None, batch: int = 64,
+         det_threshold: float = PREDICT_THRESHOLD, lazy: bool = False) -> Model:
+    """A pose model: the embedded default, a checkpoint or an `hrpose export` ONNX file (``weights``), on
+    ``device`` ("auto", "cpu", "cuda"), with the shipped person detector unless ``detector`` is False (or the
+    path of a detector exported to ONNX). ``lazy`` defers loading to the first prediction."""
+    detector_name = None if detector is False else "nanodet" if detector is True else str(detector)
+    weights_path = None if weights is None else Path(weights)
+    model = Model(lambda: inference.load_predictor(weights_path, device, flip, decode, compile, input_size, batch),
+                  device, detector_name, det_threshold)
+    if not lazy:  # load both now, so that a bad weights or detector file fails here, not at the first image
+        _ = (model.predictor, model.detector)
+    return model
+
+
+def evaluate(ann: str | Path, results) -> dict[str, float]:
+    """The ten COCO keypoint numbers (AP, AP50, ..., ARl) of ``results`` (predict's Results, COCO results
+    records, or a results file) against the annotation file ``ann``."""
+    from hrpose_cli.data.coco import CocoKeypoints, load_results
+    from hrpose_cli.engine.evaluator import coco_stats
+
+    dataset = CocoKeypoints.load(Path(ann))
+    if isinstance(results, (str, Path)):
+        return coco_stats(dataset, load_results(Path(results), dataset))
+    by_name = {Path(image["file_name"]).name: image_id for image_id, image in dataset.coco.imgs.items()}
+    records: list[dict] = []
+    for result in results:
+        if isinstance(result, Result):
+            records.extend(result.to_coco(by_name.get(result.path.name) if result.path is not None else None))
+        else:
+            records.append({"category_id": 1, **result})
+    if not records:
+        raise HrposeError(f"{ann}: no results to evaluate (nobody was found)")
+    unknown = sorted({r["image_id"] for r in records} - set(dataset.coco.imgs))
+    if unknown:
+        raise HrposeError(f"image ids not in {ann}: {', '.join(map(str, unknown[:5]))}")
+    return coco_stats(dataset, records)
+
+
+def _images(source: Source, rgb: bool) -> tuple[list, dict | None]:
+    """Keys of the images in order: Paths (decoded by workers), or for arrays names with the BGR arrays."""
+    items = [source] if isinstance(source, (str, Path, np.ndarray)) else list(source)
+    if items and all(isinstance(item, np.ndarray) for item in items):
+        arrays = {}
+        for i, image in enumerate(items):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise HrposeError(f"image {i}: expected an H x W x 3 uint8 array, got {image.dtype} {image.shape}")
+            arrays[f"image {i}"] = np.ascontiguousarray(image[:, :, ::-1] if rgb else image)
+        return list(arrays), arrays
+    if any(isinstance(item, np.ndarray) for item in items):
+        raise HrposeError("give either image paths or image arrays, not both")
+    images: list[Path] = []
+    for item in items:  # a Path to a file is taken as it is (the command's, already expanded); text is expanded
+        if isinstance(item, Path) and item.is_file():
+            images.append(item)
+            continue
+        found, videos = expand_inputs([str(item)])
+        if videos:
+            raise HrposeError(f"{videos[0]}: videos go through `hrpose predict`; predict() takes images "
+                              f"({', '.join(IMAGE_SUFFIXES)})")
+        images.extend(found)
+    if not images:
+        raise HrposeError("predict: no images given")
+    return images, None
+
+
+def _per_image(boxes, count: int) -> list[np.ndarray] | None:
+    """Boxes as one (N, 4) array per image, or None (the detector, or the whole image)."""
+    if boxes is None:
+        return None
+    if count == 1 and _ndim(boxes) <= 2:  # one image's (N, 4) boxes (or one box), not a list per image
+        boxes = [boxes]
+    if len(boxes) != count:
+        raise HrposeError(f"boxes: {len(boxes)} entries for {count} images (give one (N, 4) array per image)")
+    out = []
+    for i, entry in enumerate(boxes):
+        array = np.asarray(entry, dtype=np.float64).reshape(-1, 4) if np.size(entry) else np.zeros((0, 4))
+        if not np.isfinite(array).all() or (array[:, 2:] <= 0).any():
+            raise HrposeError(f"boxes of image {i}: x, y, w, h must be finite, with w and h positive")
+        out.append(array)
+    return out
+
+
+def _ndim(boxes) -> int:
+    """Dimensions of a box array; 3 for a ragged list (one entry per image, of different lengths)."""
+    try:
+        return np.ndim(np.asarray(boxes, dtype=np.float64))
+    except ValueError:
+        return 3
+
+
+def _plan(keys: list, boxes: list[np.ndarray] | None, box_scores) -> tuple[list, list[PersonBox]]:
+    """Per person its image key and PersonBox: the given boxes, or one whole-image box per image."""
+    paths: list = []
+    persons: list[PersonBox] = []
+    for k, key in enumerate(keys):
+        for j, box in enumerate(boxes[k] if boxes is not None else [None]):
+            score = float(box_scores[k][j]) if box_scores is not None else 1.0
+            paths.append(key)
+            persons.append(PersonBox(len(persons), None if box is None else tuple(float(v) for v in box), score))
+    return paths, persons
+
+
+def _with_flip(predictor: Predictor, flip: bool | None) -> Predictor:
+    """The predictor with the flip test on or off: the same network, another graph around it."""
+    if flip is None or flip == predictor.flip:
+        return predictor
+    if predictor.model is None:
+        raise HrposeError("this ONNX model has its flip setting built in: load(..., flip=...) as it was exported")
+    from hrpose_cli.engine.predictor import PoseGraph
+
+    other = copy.copy(predictor)
+    other.flip = flip
+    other.graph = PoseGraph(predictor.model, predictor.flip_perm, flip, predictor.runtime.channels_last)
+    return other
