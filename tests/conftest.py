@@ -52,3 +52,15 @@ def teacher_json() -> Path:
     if not TEACHER.is_file():
         pytest.skip(f"MoveNet teacher not found at {TEACHER} (run: bash benchmarks/fetch_teacher.sh .teacher, or set HRPOSE_TEACHER)")
     return TEACHER
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A small randomly initialised hrpose checkpoint (w16-small), for commands that need weights but not accuracy."""
+    from hrpose_cli.model.checkpoints import save_checkpoint
+    from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
+
+    config = HRNetConfig.from_arch("w16-small")
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_checkpoint(path, PoseHRNet(config), config)
+    return path

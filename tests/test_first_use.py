@@ -21,14 +21,6 @@ from conftest import assert_one_line_error
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    config = HRNetConfig.from_arch("w16-small")
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint(path, PoseHRNet(config), config)
-    return path
-
-
 @pytest.fixture
 def photos(fixture_data) -> list[Path]:
     return sorted((fixture_data / "images").glob("*.jpg"))

@@ -20,8 +20,6 @@ from hrpose_cli.data.coco import CocoKeypoints
 from hrpose_cli.engine import heatmap_view
 from hrpose_cli.engine.model_eval import predict_records
 from hrpose_cli.model import checkpoints
-from hrpose_cli.model.checkpoints import save_checkpoint
-from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 from hrpose_cli.viz.colormaps import PANEL, colormap_lut
 from hrpose_cli.viz.heatmaps import SCREEN_ZOOM, sheet_layout
 from conftest import assert_one_line_error
@@ -32,14 +30,6 @@ STRIDE = 4
 PERSON = 1242217  # tests/data: a person of image 129648 with 15 labelled joints
 UNLABELLED = 1314102  # same image, no labelled joint
 CROWD = 900100129648
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    config = HRNetConfig.from_arch("w16-small")
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint(path, PoseHRNet(config), config)
-    return path
 
 
 @pytest.fixture

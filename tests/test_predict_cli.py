@@ -9,19 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hrpose_cli.cli.app import app
-from hrpose_cli.model.checkpoints import save_checkpoint
-from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 from conftest import assert_one_line_error
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    config = HRNetConfig.from_arch("w16-small")
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint(path, PoseHRNet(config), config)
-    return path
 
 
 def _invoke(*args: str):
