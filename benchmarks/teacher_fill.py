@@ -44,7 +44,8 @@ def main() -> None:
             n = len(rows)
             widths = np.array([images[i].shape[1] for i in index], dtype=np.float64)
             params = CropParams(centers, scales, np.zeros(n), np.zeros(n, dtype=bool))
-            crop_to_image, joints = crop_geometry(params, table.joints[rows], widths, (192, 256))
+            crop_to_image, joints = crop_geometry(params, table.joints[rows], widths, (192, 256),
+                                                   table.schema.flip_permutation())
             visible = torch.from_numpy(joints[..., 2]).float()
             _, taught, _ = distiller.label(packed.pixels, packed.offsets, packed.shapes, torch.from_numpy(index),
                                            torch.from_numpy(crop_to_image).float(), torch.from_numpy(joints[..., :2]).float(),

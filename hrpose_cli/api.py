@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Sequence, Union
 import numpy as np
 
 from hrpose_cli.core.oks import rescore
-from hrpose_cli.core.schema import KEYPOINT_NAMES, SKELETON
+from hrpose_cli.core.schema import COCO17, KeypointSchema
 from hrpose_cli.data.images import IMAGE_SUFFIXES, ImageBatch, PackedImages, expand_inputs
 from hrpose_cli.engine import inference
 from hrpose_cli.engine.detector import PersonDetector
@@ -38,8 +38,16 @@ class Result:
     scores: np.ndarray
     heatmaps: np.ndarray | None = None  # (N, K, h, w) when predict(heatmaps=True)
     image: np.ndarray | None = field(default=None, repr=False)  # the BGR array given, for draw()
-    keypoint_names: tuple[str, ...] = KEYPOINT_NAMES
-    skeleton: tuple[tuple[int, int], ...] = SKELETON
+    schema: KeypointSchema = COCO17  # the model's keypoint set
+
+    @property
+    def keypoint_names(self) -> tuple[str, ...]:
+        return self.schema.names
+
+    @property
+    def skeleton(self) -> tuple[tuple[int, int], ...]:
+        """Limbs as 0-based pairs of keypoint indices."""
+        return self.schema.skeleton
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -62,7 +70,7 @@ class Result:
         from hrpose_cli.viz.draw import draw_poses
 
         bgr = self.image if self.image is not None else read_image(self.path)
-        return draw_poses(bgr[:, :, ::-1], self.keypoints, self.boxes, self.scores, score_threshold)
+        return draw_poses(bgr[:, :, ::-1], self.keypoints, self.boxes, self.scores, score_threshold, schema=self.schema)
 
 
 @dataclass
@@ -150,7 +158,7 @@ class Model:
                 key if arrays is None else None, estimates.boxes[i].reshape(-1, 4), np.asarray(scores_in)[i],
                 estimates.keypoints[i], scores[i],
                 None if estimates.heatmaps is None else estimates.heatmaps[i],
-                None if arrays is None else arrays[key],
+                None if arrays is None else arrays[key], predictor.schema,
             ))
         return Run(results, estimates.failures, estimates.timing, str(predictor.runtime.device))
 

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from hrpose_cli.core import geometry
-from hrpose_cli.core.schema import FLIP_PAIRS
+from hrpose_cli.core.schema import COCO17
 from hrpose_cli.data.augment import (PIXEL_COLUMNS, AugmentConfig, CropParams, apply_pixel_params, crop_geometry, half_body,
                                      sample_crop_params, sample_pixel_params)
 
@@ -19,13 +19,13 @@ def test_flipped_crop_equals_official_mirror_then_warp():
     joints[0, :, 2] = 2
     joints[0, 3, 2] = 0
     params = CropParams(np.array([[150.0, 120.0]]), np.array([[0.9, 1.2]]), np.array([20.0]), np.array([True]))
-    crop_to_image, crop_joints = crop_geometry(params, joints, np.array([320]), (192, 256))
+    crop_to_image, crop_joints = crop_geometry(params, joints, np.array([320]), (192, 256), COCO17.flip_permutation())
 
     # Official: mirror the image and the joints (pairs swapped), mirror the center, then warp.
     flipped = image[:, ::-1].copy()
     ref_joints = joints[0].copy()
     ref_joints[:, 0] = 320 - ref_joints[:, 0] - 1
-    for a, b in FLIP_PAIRS:
+    for a, b in COCO17.flip_pairs:
         ref_joints[[a, b]] = ref_joints[[b, a]]
     center = np.array([[320 - 150.0 - 1, 120.0]])
     trans = geometry.crop_matrices(center, params.scales, (192, 256), params.rotations)
@@ -46,7 +46,7 @@ def test_half_body_hand_checked():
     joints[11:17] = [[10, 100], [30, 100], [10, 150], [30, 150], [10, 200], [30, 200]]
     visible = np.zeros(17, bool)
     visible[11:17] = True  # only the lower body is labelled, so it is chosen whatever the coin says
-    center, scale = half_body(joints, visible, np.random.default_rng(0), 0.75, 1.5)
+    center, scale = half_body(joints, visible, np.random.default_rng(0), 0.75, 1.5, COCO17.upper_body)
     assert np.allclose(center, [20, 150])
     # 20 x 100 box -> width grows to 75 for the 0.75 aspect; then /200 and x1.5.
     assert np.allclose(scale, [75 / 200 * 1.5, 100 / 200 * 1.5])
@@ -57,14 +57,14 @@ def test_sample_crop_params_ranges_for_both_recipes():
     centers = np.tile([[100.0, 100.0]], (n, 1))
     scales = np.ones((n, 2))
     joints = np.zeros((n, 17, 3))  # nothing labelled: no half-body
-    seed = sample_crop_params(np.random.default_rng(0), centers, scales, joints, AugmentConfig("seed"), 0.75)
+    seed = sample_crop_params(np.random.default_rng(0), centers, scales, joints, AugmentConfig("seed"), 0.75, COCO17)
     assert seed.rotations.min() >= -45 and seed.rotations.max() <= 45 and (seed.rotations != 0).all()
     assert seed.scales.min() >= 0.65 and seed.scales.max() <= 1.35
     assert 0.45 < seed.flips.mean() < 0.55
-    official = sample_crop_params(np.random.default_rng(0), centers, scales, joints, AugmentConfig("official"), 0.75)
+    official = sample_crop_params(np.random.default_rng(0), centers, scales, joints, AugmentConfig("official"), 0.75, COCO17)
     assert 0.35 < (official.rotations == 0).mean() < 0.45  # rotation with p = 0.6
     assert official.rotations.min() >= -90 and official.rotations.max() <= 90
-    again = sample_crop_params(np.random.default_rng(0), centers, scales, joints, AugmentConfig("official"), 0.75)
+    again = sample_crop_params(np.random.default_rng(0), centers, scales, joints, AugmentConfig("official"), 0.75, COCO17)
     assert np.array_equal(again.rotations, official.rotations)  # seeded: a resumed run draws the same
 
 

@@ -105,8 +105,8 @@ def test_other_keypoint_sets(tmp_path):
     dataset = CocoKeypoints.load(write(tmp_path / "a.json", data))
     assert dataset.num_joints == 5 and dataset.keypoint_names[0] == "p0"
     assert dataset.persons(tmp_path)[0].joints.shape == (5, 3)
-    with pytest.raises(HrposeError, match="COCO's OKS sigmas are for 17: pass --sigmas"):
-        dataset.oks_sigmas()
+    # no sigmas given: one uniform value (the set's schema says so, and commands print why)
+    assert dataset.oks_sigmas().tolist() == [0.067] * 5 and dataset.schema.uniform_sigma_warning()
     assert dataset.oks_sigmas(np.ones(5)).tolist() == [1] * 5
     with pytest.raises(HrposeError, match="5 keypoints per person but 3 sigmas"):
         dataset.oks_sigmas(np.ones(3))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from hrpose_cli.core import codec
-from hrpose_cli.core.schema import flip_permutation
+from hrpose_cli.core.schema import COCO17
 
 
 def official_generate_target(joints, joints_vis, heatmap_size=(48, 64), image_size=(192, 256), sigma=2):
@@ -118,7 +118,7 @@ def test_dark_recovers_subpixel_gaussian_centre():
 
 
 def test_flip_back_mirrors_swaps_and_shifts():
-    perm = torch.from_numpy(flip_permutation())
+    perm = torch.from_numpy(COCO17.flip_permutation())
     hm = torch.zeros(1, 17, 64, 48)
     hm[0, 1, 10, 5] = 1.0  # left eye in the mirrored crop at x=5
     out = codec.flip_back(hm, perm, shift=True)

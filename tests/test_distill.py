@@ -31,7 +31,7 @@ def _fixture_batch(fixture_data, rotation: float, mirror: bool):
     n = len(centers)
     params = CropParams(centers, scales, np.full(n, rotation), np.full(n, mirror))
     widths = np.array([images[i].shape[1] for i in table.image_of], dtype=np.float64)
-    crop_to_image, crop_joints = crop_geometry(params, table.joints, widths, (192, 256))
+    crop_to_image, crop_joints = crop_geometry(params, table.joints, widths, (192, 256), table.schema.flip_permutation())
     return packed, torch.from_numpy(table.image_of), torch.from_numpy(crop_to_image).float(), crop_joints
 
 

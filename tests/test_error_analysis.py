@@ -14,7 +14,9 @@ from hrpose_cli.core.keypoint_errors import (
     GOOD, INVERSION, JITTER, MISS, SWAP, UNLABELLED, candidate_similarity, corrected_keypoints,
     flip_permutation_from_names, label_keypoints, soft_nms_scores,
 )
-from hrpose_cli.core.schema import KEYPOINT_NAMES, OKS_SIGMAS, flip_permutation
+from hrpose_cli.core.schema import COCO17
+KEYPOINT_NAMES = COCO17.names
+OKS_SIGMAS = COCO17.oks_sigmas
 from hrpose_cli.data.coco import CocoKeypoints
 from hrpose_cli.engine.error_analysis import _evaluate, analyze, precision_curve
 from hrpose_cli.engine.evaluator import coco_stats
@@ -22,7 +24,7 @@ from tests.test_eval_cli import noisy_results
 
 runner = CliRunner()
 OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCOeval's
-FLIP = flip_permutation()
+FLIP = COCO17.flip_permutation()
 L_WRIST, R_WRIST = KEYPOINT_NAMES.index("left_wrist"), KEYPOINT_NAMES.index("right_wrist")
 
 

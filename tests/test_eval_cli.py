@@ -18,7 +18,8 @@ from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
 from hrpose_cli.cli.app import app
-from hrpose_cli.core.schema import OKS_SIGMAS
+from hrpose_cli.core.schema import COCO17
+OKS_SIGMAS = COCO17.oks_sigmas
 from hrpose_cli.engine.evaluator import STAT_NAMES
 
 runner = CliRunner()

@@ -15,7 +15,10 @@ from typer.testing import CliRunner
 
 from hrpose_cli.cli.app import app
 from hrpose_cli.core import geometry
-from hrpose_cli.core.schema import KEYPOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
+from hrpose_cli.core.schema import COCO17
+KEYPOINT_NAMES = COCO17.names
+NUM_JOINTS = COCO17.num_joints
+OKS_SIGMAS = COCO17.oks_sigmas
 from hrpose_cli.data.coco import CocoKeypoints
 from hrpose_cli.engine import heatmap_view
 from hrpose_cli.engine.model_eval import predict_records

@@ -9,7 +9,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from hrpose_cli.core.oks import mean_keypoint_similarity, oks_matrix, oks_nms, rescore
-from hrpose_cli.core.schema import OKS_SIGMAS
+from hrpose_cli.core.schema import COCO17
+OKS_SIGMAS = COCO17.oks_sigmas
 
 
 def compute_oks(gts: list[dict], dts: list[dict], sigmas=None) -> np.ndarray:

@@ -12,7 +12,8 @@ from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
 from hrpose_cli.cli.app import app
-from hrpose_cli.core.schema import OKS_SIGMAS
+from hrpose_cli.core.schema import COCO17
+OKS_SIGMAS = COCO17.oks_sigmas
 from test_eval_cli import BAD_CASES, assert_one_line_error, bad_case, noisy_results, write_json
 
 runner = CliRunner()

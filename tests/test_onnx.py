@@ -96,7 +96,10 @@ def test_metadata_in_the_file(default_onnx):
     import onnx
 
     from hrpose_cli import __version__
-    from hrpose_cli.core.schema import FLIP_PAIRS, KEYPOINT_NAMES, OKS_SIGMAS
+    from hrpose_cli.core.schema import COCO17
+    FLIP_PAIRS = COCO17.flip_pairs
+    KEYPOINT_NAMES = COCO17.names
+    OKS_SIGMAS = COCO17.oks_sigmas
 
     meta = {p.key: p.value for p in onnx.load(str(default_onnx)).metadata_props}
     assert meta["format"] == "hrpose-pose" and meta["hrpose_version"] == __version__

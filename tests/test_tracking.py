@@ -5,7 +5,9 @@ import colorsys
 import numpy as np
 import pytest
 
-from hrpose_cli.core.schema import OKS_SIGMAS
+from hrpose_cli.core.schema import COCO17
+
+OKS_SIGMAS = COCO17.oks_sigmas
 from hrpose_cli.core.tracking import Tracker, box_iou
 from hrpose_cli.viz.colormaps import track_colour
 

@@ -7,7 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from hrpose_cli.core.schema import KEYPOINT_NAMES, NUM_JOINTS
+from hrpose_cli.core.schema import COCO17
+
+KEYPOINT_NAMES = COCO17.names
+
+NUM_JOINTS = COCO17.num_joints
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.viz.colormaps import BOX, PANEL, SIDE_COLORS, colormap_color, colormap_lut
 from hrpose_cli.viz.draw import draw_poses, write_image

@@ -89,7 +89,7 @@ def write_figures(analysis: ErrorAnalysis, dataset: CocoKeypoints, images: Path 
         gt = np.array(ann["keypoints"], dtype=np.float64).reshape(dataset.num_joints, 3)
         caption = f"image {c.image_id}, ann {c.ann_id}: OKS {c.oks:.2f}, score {c.score:.2f}"
         tiles.append(person_tile(np.ascontiguousarray(rgb), gt, analysis.keypoints[c.index], c.labels,
-                                 np.array(ann["bbox"], dtype=np.float64), caption))
+                                 np.array(ann["bbox"], dtype=np.float64), caption, schema=dataset.schema))
     written.append(write_image(out / "analysis_worst.png", worst_sheet(tiles)))
     return written
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -95,6 +96,7 @@ def evaluate(
     if results is not None:
         dataset = CocoKeypoints.load(ann)
         stats = coco_stats(dataset, load_results(results, dataset), oks_sigmas)
+        warning = dataset.schema.uniform_sigma_warning() if oks_sigmas is None else None
         info = {
             "ann": str(ann),
             "results": str(results),
@@ -105,6 +107,7 @@ def evaluate(
         header = [
             f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",
             f"boxes: {info['boxes']}",
+            *([f"[yellow]{warning}[/]"] if warning else []),
         ]
     else:
         options.check_decoder(decode)
@@ -129,6 +132,7 @@ def evaluate(
     if analyze:
         from hrpose_cli.cli.analysis import analyze_results
 
-        info["analysis"] = analyze_results(ann, Path(info.get("results_out", results)), images, out, oks_sigmas)
+        used = np.array(info["sigmas"]) if "sigmas" in info else oks_sigmas  # a model's own, when it has them
+        info["analysis"] = analyze_results(ann, Path(info.get("results_out", results)), images, out, used)
     if json_out is not None:
         write_json(json_out, {**info, **stats})

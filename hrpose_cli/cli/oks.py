@@ -16,12 +16,12 @@ from hrpose_cli.files import write_json
 
 Sigmas = Annotated[
     Optional[str],
-    typer.Option("--sigmas", help="OKS sigmas s1,s2,... one per joint, for keypoint sets other than COCO-17."),
+    typer.Option("--sigmas", help="OKS sigmas s1,s2,... one per keypoint. \\[default: the keypoint set's: COCO's for COCO-17, the model's own when it was trained with --sigmas, else one uniform value (with a warning)]", show_default=False),
 ]
 
 
 def parse_sigmas(text: Optional[str]) -> Optional[np.ndarray]:
-    """'0.026,0.025,...' -> array; None stays None (COCO's sigmas)."""
+    """'0.026,0.025,...' -> array; None stays None (the keypoint set's own sigmas)."""
     if text is None:
         return None
     try:
@@ -47,7 +47,8 @@ def oks(
     """OKS of every prediction with every person annotation of its image, as pycocotools' computeOks."""
     dataset = CocoKeypoints.load(gt)
     results = load_results(pred, dataset)
-    report = oks_pairs(dataset, results, parse_sigmas(sigmas))
+    oks_sigmas = parse_sigmas(sigmas)
+    report = oks_pairs(dataset, results, oks_sigmas)
 
     best = report.best_oks
     summary = {
@@ -62,6 +63,8 @@ def oks(
         write_json(json_out, {"gt": str(gt), "pred": str(pred), "pairs": report.pairs, "summary": summary})
 
     console = Console(stderr=True, highlight=False)
+    if oks_sigmas is None and (warning := dataset.schema.uniform_sigma_warning()):
+        console.print(f"[yellow]{warning}[/]", soft_wrap=True)
     console.print(
         f"[bold]{len(report.pairs)}[/] pairs: {report.predictions} predictions in {report.images} images "
         f"against {gt}"

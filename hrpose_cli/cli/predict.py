@@ -13,6 +13,7 @@ from rich.table import Table
 
 from hrpose_cli.cli import options
 from hrpose_cli.core.oks import rescore
+from hrpose_cli.core.schema import KeypointSchema
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write, check_writable, write_json
 from hrpose_cli.data.coco import read_detections
@@ -89,17 +90,18 @@ def predict(
                             workers=workers, skip_bad_images=skip_bad_images,
                             on_batch=lambda n_images, _n: progress.advance(task, n_images))
         _default_note(model, weights)
+        _detector_note(model, detect)
         for result in run.results:
             for i in range(len(result)):
                 records.append(_record(result.path, result.boxes[i], result.keypoints[i], result.scores[i],
-                                       det_score=float(result.box_scores[i]) if detect else None))
+                                       model.predictor.schema, det_score=float(result.box_scores[i]) if detect else None))
             if result.heatmaps is not None:
                 heatmaps.append(result.heatmaps)
         if detect:
             found_per_image = {str(result.path): len(result) for result in run.results}
         drawn = [result.path for result in run.results if detect or len(result)]  # nobody found: drawn as it is
         if out is not None:
-            _draw_images(out, drawn, records, score_threshold)
+            _draw_images(out, drawn, records, score_threshold, model.predictor.schema)
             console.print(f"drawings written to {out}/")
         t = run.timing
         nobody = sum(1 for n in (found_per_image or {}).values() if n == 0)
@@ -137,6 +139,14 @@ def _default_note(model, weights: Path | None) -> None:
         console.print(f"[yellow]default model:[/] {note}")
 
 
+def _detector_note(model, detect: bool) -> None:
+    """The detector finds people: say so when the model's keypoints are of something else."""
+    category = model.predictor.schema.category
+    if detect and category != "person":
+        console.print(f"[yellow]the model's keypoints are of '{category}', but the detector finds people:[/] give "
+                      "the boxes (--boxes, --bbox) or --detector none (the whole image)", soft_wrap=True)
+
+
 def _report_boxes(boxes: Path, images: list[Path], paths: list[Path], unmatched: list[dict]) -> None:
     """Say which images got no box and which detections matched no image, instead of dropping them silently."""
     without = len(set(images) - set(paths))
@@ -150,12 +160,13 @@ def _report_boxes(boxes: Path, images: list[Path], paths: list[Path], unmatched:
                       "file name's trailing digits", soft_wrap=True)
 
 
-def _record(path: Path, box: np.ndarray, keypoints: np.ndarray, score: float, frame: int | None = None,
-            det_score: float | None = None, track_id: int | None = None) -> dict:
+def _record(path: Path, box: np.ndarray, keypoints: np.ndarray, score: float, schema: KeypointSchema,
+            frame: int | None = None, det_score: float | None = None, track_id: int | None = None) -> dict:
     record = {
         "image": str(path),
         "bbox": [round(float(v), 2) for v in box],
         "keypoints": [round(float(v), 3) for v in keypoints.reshape(-1)],
+        "keypoint_names": list(schema.names),  # the model's set: K names for the K x, y, score triples
         "score": float(score),
     }
     if det_score is not None:
@@ -201,7 +212,8 @@ def _arrays(records: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return keypoints, boxes, scores
 
 
-def _draw_images(out: Path, images: list[Path], records: list[dict], score_threshold: float) -> None:
+def _draw_images(out: Path, images: list[Path], records: list[dict], score_threshold: float,
+                 schema: KeypointSchema) -> None:
     """Every image with its people drawn (an image where nobody was found is written as it is)."""
     from hrpose_cli.data.images import read_image
     from hrpose_cli.viz.draw import draw_poses, write_image
@@ -212,7 +224,7 @@ def _draw_images(out: Path, images: list[Path], records: list[dict], score_thres
     for path in dict.fromkeys(images):
         keypoints, boxes, scores = _arrays(by_image.get(str(path), []))
         rgb = read_image(path)[:, :, ::-1]
-        write_image(out / f"{path.stem}.jpg", draw_poses(rgb, keypoints, boxes, scores, score_threshold))
+        write_image(out / f"{path.stem}.jpg", draw_poses(rgb, keypoints, boxes, scores, score_threshold, schema=schema))
 
 
 def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None, score_threshold: float,
@@ -223,7 +235,6 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
     track is drawn in its own colour."""
     import cv2
 
-    from hrpose_cli.core.schema import OKS_SIGMAS
     from hrpose_cli.core.tracking import Tracker
     from hrpose_cli.engine import inference
     from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
@@ -231,7 +242,8 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
     from hrpose_cli.viz.draw import draw_poses
 
     capture, info = inference.open_video(video)
-    tracker = Tracker(OKS_SIGMAS) if detector is not None else None
+    schema = predictor.schema
+    tracker = Tracker(schema.oks_sigmas) if detector is not None else None
     records: list[dict] = []
     writer = lines = None
     if out is not None:
@@ -260,7 +272,7 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
                     tracks = (tracker.update(estimates.boxes[members], estimates.keypoints[members])
                               if tracker is not None else [None] * len(members))
                     people = [
-                        _record(video, estimates.boxes[i], estimates.keypoints[i], scores[i], frame_index + f,
+                        _record(video, estimates.boxes[i], estimates.keypoints[i], scores[i], schema, frame_index + f,
                                 float(box_scores[i]) if detector is not None else None,
                                 None if track is None else int(track))
                         for i, track in zip(members, tracks)
@@ -272,7 +284,7 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
                         keypoints, boxes, person_scores = _arrays(people)
                         colours = None if tracker is None else [track_colour(p["track_id"]) for p in people]
                         drawn = draw_poses(frame[:, :, ::-1], keypoints, boxes, person_scores, score_threshold,
-                                           box_colours=colours)
+                                           box_colours=colours, schema=schema)
                         writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
                 frame_index += len(frames)
                 progress.advance(task, len(frames))

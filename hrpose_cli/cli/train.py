@@ -40,7 +40,11 @@ def train(
     input_size: Annotated[Optional[str], typer.Option("--input-size", help="HEIGHTxWIDTH of the crops, multiples of 32. \\[default: 256x192]", show_default=False, rich_help_panel=_M)] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Initialise from this checkpoint (hrpose or official HRNet).", rich_help_panel=_M)] = None,
     recipe: Annotated[Optional[str], typer.Option("--recipe", help="Augmentation recipe: seed (default; rotation +-45, per-joint weights), official (the published 74.4 AP run) or strong (seed plus occluding patches, colour jitter, blur and noise, for small data).", rich_help_panel=_M)] = None,
-    joint_weights: Annotated[Optional[bool], typer.Option("--joint-weights/--no-joint-weights", help="Per-joint loss weights (elbows/knees 1.2, wrists/ankles 1.5). \\[default: off for official, on for the others]", show_default=False, rich_help_panel=_M)] = None,
+    joint_weights: Annotated[Optional[str], typer.Option("--joint-weights", help="Per-joint loss weights: on (by joint name: elbows/knees 1.2, wrists/ankles 1.5, the rest 1), off, or one weight per keypoint w1,w2,... \\[default: off for official, on for the others]", show_default=False, rich_help_panel=_M)] = None,
+    no_joint_weights: Annotated[bool, typer.Option("--no-joint-weights", help="The same as --joint-weights off (kept from earlier releases).", rich_help_panel=_M)] = False,
+    sigmas: Annotated[Optional[str], typer.Option("--sigmas", help="OKS sigmas s1,s2,... of the keypoint set, one per keypoint, for validation AP; stored with the model. \\[default: COCO's for COCO-17, else one uniform value, with a warning]", show_default=False, rich_help_panel=_P)] = None,
+    flip_pairs: Annotated[Optional[str], typer.Option("--flip-pairs", help="Left/right keypoint pairs a:b,c:d (names or indices; none for none) that flipping swaps. \\[default: from left/right names]", show_default=False, rich_help_panel=_P)] = None,
+    upper_body: Annotated[Optional[str], typer.Option("--upper-body", help="Keypoints of the upper body for half-body crops, a,b,... (names or indices; none turns them off). \\[default: those above the hips on average]", show_default=False, rich_help_panel=_P)] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs; the lr drops x0.1 at 170/210 and 200/210 of them. \\[default: 210]", show_default=False, rich_help_panel=_M)] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Persons per batch PER PROCESS (global batch = batch x processes). \\[default: 32]", show_default=False, rich_help_panel=_M)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate. \\[default: 0.001]", show_default=False, rich_help_panel=_M)] = None,
@@ -73,6 +77,9 @@ def train(
     Several GPUs: torchrun --nproc-per-node N -m hrpose_cli train ... (DistributedDataParallel).
     """
     rank = int(os.environ.get("RANK", "0"))
+    from hrpose_cli.cli.oks import parse_sigmas
+
+    oks_sigmas = parse_sigmas(sigmas)
     train_ann, train_images = train_ann or [], train_images or []
     if len(train_ann) != len(train_images):
         console.print(
@@ -90,7 +97,10 @@ def train(
         "arch": arch,
         "input_size": parse_input_size(input_size),
         "recipe": recipe,
-        "joint_weights": joint_weights,
+        "joint_weights": _joint_weights(joint_weights, no_joint_weights),
+        "sigmas": [float(s) for s in oks_sigmas] if oks_sigmas is not None else None,
+        "flip_pairs": flip_pairs,
+        "upper_body": upper_body,
         "augment": augment,
         "epochs": epochs,
         "batch": batch,
@@ -133,6 +143,23 @@ def train(
         raise
     if rank == 0:
         _summary(result)
+
+
+def _joint_weights(text: Optional[str], off: bool) -> bool | list[float] | None:
+    """--joint-weights on|off|w1,w2,... (and the older --no-joint-weights) -> TrainConfig.joint_weights."""
+    if off:
+        if text is not None and text.strip().lower() != "off":
+            raise HrposeError(f"--no-joint-weights and --joint-weights {text} contradict each other: give one")
+        return False
+    if text is None:
+        return None
+    word = text.strip().lower()
+    if word in ("on", "off"):
+        return word == "on"
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise HrposeError(f"--joint-weights {text!r}: expected on, off or one number per keypoint, w1,w2,...") from None
 
 
 def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: bool, say: bool) -> "train_config.TrainConfig":
@@ -229,6 +256,9 @@ class RichReporter:
             + f"; recipe {info['recipe']}, per-joint weights {'on' if info['joint_weights'] else 'off'}",
             soft_wrap=True,
         )
+        console.print(info["keypoints"], soft_wrap=True)
+        if info.get("sigma_warning"):
+            console.print(f"[yellow]{info['sigma_warning']}[/]", soft_wrap=True)
         console.print(f"run folder: {info['run_dir']}", soft_wrap=True)
         if info["skipped_images"]:
             console.print(f"[yellow]skipping {len(info['skipped_images'])} missing image(s)[/]", soft_wrap=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hrpose_cli.core.schema import infer_flip_pairs
+
 from hrpose_cli.core.oks import _oks_iou, _variances
 
 LABELS: tuple[str, ...] = ("good", "jitter", "inversion", "swap", "miss")
@@ -28,14 +30,10 @@ DEFAULT_CONVENTION = "stated"
 
 def flip_permutation_from_names(names: tuple[str, ...] | list[str]) -> np.ndarray:
     """left_X <-> right_X for any keypoint set named that way (COCO's "left_eye", fashion17's "Left Eye", the
-    mouse's ears); joints without a twin map to themselves."""
-    keys = ["_".join(name.lower().replace("-", " ").replace("_", " ").split()) for name in names]
-    index = {key: i for i, key in enumerate(keys)}
+    mouse's ears), by the schema's rule (core.schema.infer_flip_pairs); joints without a twin map to themselves."""
     perm = np.arange(len(names))
-    for i, key in enumerate(keys):
-        for this, other in (("left", "right"), ("right", "left")):
-            if key.startswith(this) and other + key[len(this):] in index:
-                perm[i] = index[other + key[len(this):]]
+    for a, b in infer_flip_pairs(names):
+        perm[a], perm[b] = b, a
     return perm
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrpose_cli.core.schema import OKS_SIGMAS
+from hrpose_cli.core.schema import COCO17
 
 
 def _variances(sigmas: np.ndarray | None) -> np.ndarray:
-    return (np.asarray(OKS_SIGMAS if sigmas is None else sigmas, dtype=np.float64) * 2) ** 2
+    return (np.asarray(COCO17.sigmas if sigmas is None else sigmas, dtype=np.float64) * 2) ** 2
 
 
 def _errors(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, pred_keypoints: np.ndarray,

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from hrpose_cli.core import geometry
-from hrpose_cli.core.schema import UPPER_BODY_JOINTS, flip_permutation
+from hrpose_cli.core.schema import KeypointSchema
 
 RECIPES = ("seed", "official", "strong")
 LUMA = (0.299, 0.587, 0.114)  # RGB weights of grey, as ITU-R BT.601
@@ -69,14 +69,15 @@ class CropParams:
 
 
 def half_body(
-    joints: np.ndarray, visible: np.ndarray, rng: np.random.Generator, aspect_ratio: float, padding: float
+    joints: np.ndarray, visible: np.ndarray, rng: np.random.Generator, aspect_ratio: float, padding: float,
+    upper_body: tuple[int, ...],
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The official half_body_transform: a box around the upper or the lower body's labelled joints.
 
     Keeps the official coin, ``randn() < 0.5`` (upper body about 69% of the time when it has > 2 joints).
     """
     upper_mask = np.zeros(len(joints), bool)
-    upper_mask[list(UPPER_BODY_JOINTS)] = True
+    upper_mask[list(upper_body)] = True
     upper = joints[visible & upper_mask, :2]
     lower = joints[visible & ~upper_mask, :2]
     if rng.standard_normal() < 0.5 and len(upper) > 2:
@@ -101,8 +102,10 @@ def sample_crop_params(
     joints: np.ndarray,
     config: AugmentConfig,
     aspect_ratio: float,
+    schema: KeypointSchema,
 ) -> CropParams:
-    """Draw one batch of augmentation parameters for boxes given as center/scale and joints (N, J, 3)."""
+    """Draw one batch of augmentation parameters for boxes given as center/scale and joints (N, J, 3) of
+    ``schema``'s set (its upper body for half-body crops: none, no half-body crops)."""
     n = len(centers)
     centers = np.array(centers, dtype=np.float64)
     scales = np.array(scales, dtype=np.float64)
@@ -110,8 +113,8 @@ def sample_crop_params(
     flips = np.zeros(n, dtype=bool)
     for i in range(n):
         visible = joints[i, :, 2] > 0
-        if visible.sum() > config.half_body_min_joints and rng.random() < config.half_body_prob:
-            box = half_body(joints[i], visible, rng, aspect_ratio, config.half_body_padding)
+        if schema.upper_body and visible.sum() > config.half_body_min_joints and rng.random() < config.half_body_prob:
+            box = half_body(joints[i], visible, rng, aspect_ratio, config.half_body_padding, schema.upper_body)
             if box is not None:
                 centers[i], scales[i] = box
         sf, rf = config.scale_factor, config.rotation_factor
@@ -126,18 +129,20 @@ def sample_crop_params(
 
 
 def crop_geometry(
-    params: CropParams, joints: np.ndarray, image_widths: np.ndarray, output_size: tuple[int, int]
+    params: CropParams, joints: np.ndarray, image_widths: np.ndarray, output_size: tuple[int, int],
+    flip_perm: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Crop->image matrices (N, 2, 3) for the warp and the joints (N, J, 3) in crop pixels for the targets.
 
     A flipped sample is cropped from the mirrored image around the mirrored center, its joints mirrored and
-    their left/right pairs swapped (visibility too), as the official fliplr_joints does.
+    their left/right pairs (``flip_perm``, the set's flip_permutation) swapped (visibility too), as the official
+    fliplr_joints does.
     """
     widths = np.asarray(image_widths, dtype=np.float64)
     centers = params.centers.copy()
     joints = joints.astype(np.float64).copy()
     f = params.flips
-    perm = flip_permutation(joints.shape[1])
+    perm = flip_perm
     centers[f, 0] = widths[f] - centers[f, 0] - 1
     mirrored = joints[f][:, perm]
     mirrored[..., 0] = widths[f, None] - mirrored[..., 0] - 1

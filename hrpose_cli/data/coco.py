@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
-from hrpose_cli.core.schema import KEYPOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
+from hrpose_cli.core.schema import COCO17, KeypointSchema, for_joints, from_category
 from hrpose_cli.resources import asset_path
 from hrpose_cli.errors import HrposeError
 
@@ -175,13 +175,24 @@ class CocoKeypoints:
         self.coco = coco
         self.num_joints = num_joints
         self.image_ids: list[int] = sorted(coco.imgs)
-        named = [c.get("keypoints") for c in coco.dataset["categories"] if c["id"] == PERSON_CATEGORY]
-        if named and isinstance(named[0], list) and all(isinstance(n, str) for n in named[0]):
-            self.keypoint_names: tuple[str, ...] = tuple(named[0])
-        elif num_joints == NUM_JOINTS:
-            self.keypoint_names = KEYPOINT_NAMES
-        else:
-            self.keypoint_names = tuple(f"joint {i}" for i in range(num_joints))
+        self.category: dict | None = next(
+            (c for c in coco.dataset["categories"] if c["id"] == PERSON_CATEGORY and isinstance(c.get("keypoints"), list)),
+            None,
+        )
+        # The file's own keypoint set; a file that names none is taken for COCO-17 (as pycocotools does).
+        self.schema: KeypointSchema = (from_category(self.category, str(self.path)) if self.category is not None
+                                       else for_joints(num_joints))
+
+    @property
+    def keypoint_names(self) -> tuple[str, ...]:
+        return self.schema.names
+
+    def training_schema(self, mean_y: np.ndarray | None) -> KeypointSchema:
+        """The set this file trains: its category's, the upper body from ``mean_y``; a category without
+        keypoint names is an error (only COCO's own files may leave them out, and then they must have 17)."""
+        if self.category is None and self.num_joints != COCO17.num_joints:
+            from_category({"id": PERSON_CATEGORY}, str(self.path))  # raises the one-line error
+        return from_category(self.category, str(self.path), mean_y) if self.category is not None else COCO17
 
     @classmethod
     def load(cls, ann_path: Path, num_joints: int | None = None) -> CocoKeypoints:
@@ -198,7 +209,7 @@ class CocoKeypoints:
         ]
         if named and num_joints is not None and len(named[0]) != num_joints:
             raise HrposeError(f"{path}: the person category names {len(named[0])} keypoints, expected {num_joints}")
-        joints = len(named[0]) if named else (num_joints or NUM_JOINTS)
+        joints = len(named[0]) if named else (num_joints or COCO17.num_joints)
 
         image_ids = set()
         for index, image in enumerate(data["images"]):
@@ -245,14 +256,9 @@ class CocoKeypoints:
         return cls(path, _silent_coco(data), joints)
 
     def oks_sigmas(self, sigmas: np.ndarray | None = None) -> np.ndarray:
-        """The per-joint OKS sigmas for this file's keypoints: the given ones, or COCO's for a 17-joint set."""
+        """The per-joint OKS sigmas for this file's keypoints: the given ones, else its set's (COCO's for COCO-17)."""
         if sigmas is None:
-            if self.num_joints != len(OKS_SIGMAS):
-                raise HrposeError(
-                    f"{self.path}: {self.num_joints} keypoints per person, but COCO's OKS sigmas are for "
-                    f"{len(OKS_SIGMAS)}: pass --sigmas with {self.num_joints} values"
-                )
-            return OKS_SIGMAS
+            return self.schema.oks_sigmas
         sigmas = np.asarray(sigmas, dtype=np.float64)
         if len(sigmas) != self.num_joints:
             raise HrposeError(f"{self.path}: {self.num_joints} keypoints per person but {len(sigmas)} sigmas given")

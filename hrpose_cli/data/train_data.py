@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hrpose_cli.core.schema import NUM_JOINTS
+from hrpose_cli.core.schema import KeypointSchema, mean_heights, normalised
 from hrpose_cli.data.coco import CocoKeypoints
 from hrpose_cli.errors import HrposeError
 
@@ -37,6 +37,7 @@ class PersonTable:
     boxes: np.ndarray  # (N, 4) x, y, w, h (cleaned GT boxes)
     joints: np.ndarray  # (N, J, 3) x, y, v
     sources: list[tuple[str, int]]  # (annotation file, persons taken from it)
+    schema: KeypointSchema  # the keypoint set of the files (upper body from where their joints lie)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -48,12 +49,15 @@ class PersonTable:
     def without_images(self, bad: set[int]) -> "PersonTable":
         """The table without the persons of the given image indices (images are kept, unused)."""
         keep = ~np.isin(self.image_of, np.fromiter(bad, dtype=np.int64, count=len(bad)))
-        return PersonTable(self.image_paths, self.image_of[keep], self.boxes[keep], self.joints[keep], self.sources)
+        return PersonTable(self.image_paths, self.image_of[keep], self.boxes[keep], self.joints[keep], self.sources,
+                           self.schema)
 
 
-def load_person_table(pairs: Sequence[tuple[Path, Path]], num_joints: int = NUM_JOINTS,
-                      unlabelled: Sequence[tuple[Path, Path]] = ()) -> PersonTable:
+def load_person_table(pairs: Sequence[tuple[Path, Path]], unlabelled: Sequence[tuple[Path, Path]] = ()) -> PersonTable:
     """Read annotation files (each with its image folder) and concatenate their usable persons.
+
+    The keypoint set is the first file's category (data.coco.CocoKeypoints.training_schema); every other
+    labelled file must name the same keypoints, else a one-line error names both files.
 
     Usable: non-crowd persons with at least one labelled joint (v > 0) whose cleaned GT box is not empty
     (CocoKeypoints.persons). A file without any raises HrposeError naming it. The ``unlabelled`` pairs follow:
@@ -61,14 +65,20 @@ def load_person_table(pairs: Sequence[tuple[Path, Path]], num_joints: int = NUM_
     """
     image_index: dict[str, int] = {}
     image_of, boxes, joints, sources = [], [], [], []
+    first = None
     for k, (ann_path, images_dir) in enumerate(list(pairs) + list(unlabelled)):
         boxes_only = k >= len(pairs)
         ann_path, images_dir = Path(ann_path), Path(images_dir)
         if not images_dir.is_dir():
             raise HrposeError(f"{images_dir}: images folder not found (paired with {ann_path})")
         dataset = CocoKeypoints.load(ann_path)
-        if dataset.num_joints != num_joints:
-            raise HrposeError(f"{ann_path}: {dataset.num_joints} keypoints per person; training needs the {num_joints} COCO keypoints")
+        if first is None:
+            first = dataset
+            first.training_schema(None)  # a labelled file without keypoint names fails here, before any image
+        elif not boxes_only and [normalised(n) for n in dataset.keypoint_names] != [normalised(n) for n in first.keypoint_names]:
+            raise HrposeError(f"{ann_path}: its keypoints ({', '.join(dataset.keypoint_names)}) differ from those of "
+                              f"{first.path} ({', '.join(first.keypoint_names)}); training files must name the same set")
+        num_joints = first.num_joints
         records = _person_boxes(dataset, images_dir) if boxes_only else dataset.persons(images_dir)
         records = [r for r in records if (boxes_only or (r.joints[:, 2] > 0).any()) and r.bbox[2] > 0 and r.bbox[3] > 0]
         if not records:
@@ -79,14 +89,17 @@ def load_person_table(pairs: Sequence[tuple[Path, Path]], num_joints: int = NUM_
             key = str(r.image_path)
             image_of.append(image_index.setdefault(key, len(image_index)))
             boxes.append(r.bbox)
-            joints.append(np.zeros_like(r.joints) if boxes_only else r.joints)
+            joints.append(np.zeros((num_joints, 3)) if boxes_only else r.joints)
         sources.append((str(ann_path), len(records)))
+    boxes_array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    joints_array = np.asarray(joints, dtype=np.float64).reshape(-1, num_joints, 3)
     return PersonTable(
         image_paths=list(image_index),
         image_of=np.asarray(image_of, dtype=np.int64),
-        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-        joints=np.asarray(joints, dtype=np.float64).reshape(-1, num_joints, 3),
+        boxes=boxes_array,
+        joints=joints_array,
         sources=sources,
+        schema=first.training_schema(mean_heights(boxes_array, joints_array)),
     )
 
 

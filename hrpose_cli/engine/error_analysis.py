@@ -17,7 +17,7 @@ from pycocotools.cocoeval import COCOeval
 
 from hrpose_cli.core.keypoint_errors import (
     DEFAULT_CONVENTION, INVERSION, JITTER, LABELS, MISS, SWAP, UNLABELLED, corrected_keypoints,
-    flip_permutation_from_names, label_keypoints, soft_nms_scores,
+    label_keypoints, soft_nms_scores,
 )
 from hrpose_cli.core.oks import oks_matrix
 from hrpose_cli.data.coco import PERSON_CATEGORY, CocoKeypoints
@@ -176,7 +176,7 @@ class _Detections:
         self.image_ids = [int(r["image_id"]) for r in results]
         self.keypoints = np.array([r["keypoints"] for r in results], dtype=np.float64).reshape(-1, self.joints, 3)
         self.scores = np.array([r["score"] for r in results], dtype=np.float64)
-        self.flip = flip_permutation_from_names(dataset.keypoint_names)
+        self.flip = dataset.schema.flip_permutation()
 
     def image_annotations(self, image_id: int) -> list[dict]:
         """Every person annotation of an image in file order (crowd and empty ones too: swap targets)."""

@@ -24,7 +24,6 @@ import torch
 
 from hrpose_cli.core import codec, geometry
 from hrpose_cli.core.oks import mean_keypoint_similarity, oks_matrix
-from hrpose_cli.core.schema import OKS_SIGMAS
 from hrpose_cli.data.coco import PERSON_CATEGORY, CocoKeypoints, PersonRecord, sample_dataset
 from hrpose_cli.data.images import PackedImages, read_image
 from hrpose_cli.engine.predictor import CropBatch, Predictor
@@ -202,7 +201,6 @@ def plan_views(
         raise HrposeError(f"{images}: images folder not found")
     dataset = CocoKeypoints.load(ann)
     records, available = choose_persons(dataset, Path(images), ids, max_persons)
-    shown = parse_joints(joints, dataset.keypoint_names)
     for record in records:
         if not record.image_path.is_file():
             raise HrposeError(f"{record.image_path}: image not found (annotation {record.ann_id} of {dataset.path})")
@@ -231,11 +229,13 @@ def plan_views(
         config = predictor.config
         note = (f"model: {label} ({config.arch}, {input_hw[0]}x{input_hw[1]}); flip {'on' if flip else 'off'}; "
                 f"decode {decode}; {runtime.device}")
-    sigmas = OKS_SIGMAS if dataset.num_joints == len(OKS_SIGMAS) else None
+    # The model's own keypoint set names the panels (and gives the OKS sigmas); GT-only, the file's.
+    schema = predictor.schema if predictor is not None else dataset.schema
+    shown = parse_joints(joints, schema.names)
     return HeatmapPlan(
         ann=Path(ann), images=Path(images), dataset=dataset, records=records, available=available,
-        joint_names=dataset.keypoint_names, shown=shown, runtime=runtime, input_hw=tuple(input_hw),
-        heatmap_hw=tuple(heatmap_hw), sigma=sigma, predictor=predictor, model_note=note, sigmas=sigmas,
+        joint_names=schema.names, shown=shown, runtime=runtime, input_hw=tuple(input_hw),
+        heatmap_hw=tuple(heatmap_hw), sigma=sigma, predictor=predictor, model_note=note, sigmas=schema.oks_sigmas,
     )
 
 

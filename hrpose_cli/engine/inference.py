@@ -25,7 +25,7 @@ from hrpose_cli.engine.onnx_pose import OnnxPose, cuda_provider_available, is_on
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image, per_image
 from hrpose_cli.engine.runtime import Runtime, resolve_device
 from hrpose_cli.errors import HrposeError
-from hrpose_cli.model.checkpoints import default_model_note, load_model
+from hrpose_cli.model.checkpoints import checkpoint_schema, default_model_note, load_model
 from hrpose_cli.model.hrnet import fold_batchnorm
 
 
@@ -65,7 +65,8 @@ def load_predictor(
     # On CUDA every batch is padded to one shape, so cuDNN autotunes (and --compile compiles) once, here,
     # while the decoding workers fill their queue, instead of again for every new batch size.
     pad = batch_size if runtime.device.type == "cuda" else None
-    predictor = Predictor(model, config, runtime, flip=flip, decode=decode, pad_batches_to=pad)
+    predictor = Predictor(model, config, runtime, flip=flip, decode=decode, pad_batches_to=pad,
+                          schema=checkpoint_schema(weights))
     if pad:
         predictor.warm_up()
     return predictor
@@ -81,7 +82,7 @@ def _onnx_predictor(path: Path, runtime: Runtime, flip: bool, decode: str, compi
         made, asked = ("with", "--no-flip") if runner.flip else ("without", "--flip (the default)")
         raise HrposeError(f"{path}: exported {made} the flip test inside, but {asked} was asked: "
                           f"pass {'--flip' if runner.flip else '--no-flip'} or export again")
-    return Predictor(runner, runner.config, runtime, flip=flip, decode=decode)
+    return Predictor(runner, runner.config, runtime, flip=flip, decode=decode, schema=runner.schema)
 
 
 def default_note(predictor: Predictor, weights: Path | None) -> str | None:

@@ -129,11 +129,12 @@ def evaluate_predictor(
     on_batch: Callable[[int, int], None] | None = None,
     skip_bad_images: bool = False,
 ) -> EvalOutcome:
-    """Predict every record, build the results file and score it with pycocotools."""
+    """Predict every record, build the results file and score it with pycocotools (the model's OKS sigmas)."""
     estimates = predict_records(predictor, records, batch_size, workers, on_batch=on_batch,
                                 skip_bad_images=skip_bad_images)
-    results = coco_results(records, estimates)
-    stats = coco_stats(dataset, results)
+    sigmas = predictor.schema.oks_sigmas
+    results = coco_results(records, estimates, sigmas)
+    stats = coco_stats(dataset, results, sigmas)
     return EvalOutcome(stats, results, estimates, list(records))
 
 
@@ -188,6 +189,9 @@ def run_model_eval(
         predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
         estimates = predict_records(predictor, records, batch, on_batch=on_batch, decoded=decoded,
                                     skip_bad_images=skip_bad_images)
+    warning = None
+    if sigmas is None:  # the model's keypoint set's (COCO's for COCO-17)
+        sigmas, warning = predictor.schema.oks_sigmas, predictor.schema.uniform_sigma_warning()
     results = coco_results(records, estimates, sigmas)
     stats = coco_stats(dataset, results, sigmas)
     target = Path(results_out) if results_out else Path(out or "runs/eval") / "results.json"
@@ -205,6 +209,7 @@ def run_model_eval(
         "flip": flip,
         "decode": decode,
         "results_out": str(target),
+        "sigmas": [float(s) for s in dataset.oks_sigmas(sigmas)],
         "persons_evaluated": t.persons,
         "persons_per_s": round(t.persons_per_s, 1),
         "data_wait_fraction": round(t.data_wait_fraction, 3),
@@ -214,6 +219,7 @@ def run_model_eval(
         info["person_box_AP50"] = round(box_stats["AP50"], 4)
     note = default_note(predictor, weights)
     header = [f"[yellow]default model:[/] {note}"] if note else []
+    header += [f"[yellow]{warning}[/]"] if warning else []
     header += [
         f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",
         f"boxes: {box_source}; model: {info['weights']} ({predictor.config.arch}, "

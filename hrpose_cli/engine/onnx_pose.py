@@ -21,12 +21,12 @@ from torch import nn
 
 from hrpose_cli import __version__
 from hrpose_cli.core.geometry import IMAGENET_MEAN, IMAGENET_STD
-from hrpose_cli.core.schema import KEYPOINT_NAMES, NUM_JOINTS, OKS_SIGMAS, flip_permutation
+from hrpose_cli.core.schema import KeypointSchema, for_joints
 from hrpose_cli.engine.predictor import PoseGraph
 from hrpose_cli.engine.runtime import Runtime
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write
-from hrpose_cli.model.checkpoints import checkpoint_note, load_model
+from hrpose_cli.model.checkpoints import checkpoint_note, checkpoint_schema, load_model
 from hrpose_cli.model.hrnet import HRNetConfig, fold_batchnorm
 
 FORMAT = "hrpose-pose"
@@ -67,16 +67,10 @@ class _Half(nn.Module):
         return self.net(x.half()).float()
 
 
-def flip_pairs(num_joints: int) -> list[list[int]]:
-    """The left/right pairs the flip test swaps, as the metadata lists them."""
-    perm = flip_permutation(num_joints)
-    return [[int(a), int(b)] for a, b in enumerate(perm) if a < b]
-
-
-def metadata(config: HRNetConfig, flip: bool, batch: int | None, half: bool, card: str, default: bool) -> dict[str, str]:
-    """What a user of the file needs besides the graph, as ONNX metadata_props (strings; lists as JSON)."""
-    joints = config.num_joints
-    names = list(KEYPOINT_NAMES) if joints == NUM_JOINTS else [f"joint {i}" for i in range(joints)]
+def metadata(config: HRNetConfig, flip: bool, batch: int | None, half: bool, card: str, default: bool,
+             schema: KeypointSchema) -> dict[str, str]:
+    """What a user of the file needs besides the graph, as ONNX metadata_props (strings; lists as JSON);
+    "keypoints" holds the whole keypoint set, as a checkpoint's entry."""
     return {
         "format": FORMAT,
         "hrpose_version": __version__,
@@ -85,9 +79,11 @@ def metadata(config: HRNetConfig, flip: bool, batch: int | None, half: bool, car
         "config": json.dumps(config.to_dict()),
         "input_size": f"{config.input_size[0]}x{config.input_size[1]}",
         "heatmap_size": f"{config.heatmap_size[0]}x{config.heatmap_size[1]}",
-        "keypoint_names": json.dumps(names),
-        "flip_pairs": json.dumps(flip_pairs(joints)),
-        "sigmas": json.dumps([float(s) for s in OKS_SIGMAS] if joints == NUM_JOINTS else None),
+        "keypoint_names": json.dumps(list(schema.names)),
+        "flip_pairs": json.dumps([list(p) for p in schema.flip_pairs]),
+        "sigmas": json.dumps(list(schema.sigmas)),
+        "skeleton": json.dumps([list(p) for p in schema.skeleton]),
+        "keypoints": json.dumps(schema.to_dict()),
         "flip_test": "1" if flip else "0",
         "batch": "dynamic" if batch is None else str(batch),
         "precision": "fp16" if half else "fp32",
@@ -161,13 +157,14 @@ def export_pose(weights: Path | None, out: Path, flip: bool = True, batch: int |
     the written file once through onnxruntime against torch as a check."""
     require("onnxruntime")
     model, config = load_model(weights, input_size=input_size)
+    schema = checkpoint_schema(weights)
     model = fold_batchnorm(model, inplace=True)  # as the CPU Predictor runs it
-    perm = torch.from_numpy(flip_permutation(config.num_joints))
+    perm = torch.from_numpy(schema.flip_permutation())
     reference = PoseGraph(model, perm, flip).eval()
     graph = PoseGraph(_Half(fold_batchnorm(model)) if half else model, perm, flip).eval()
     h, w = config.input_size
     card = checkpoint_note(weights) or f"{config.arch} {h}x{w} from {Path(weights).name if weights else 'the default model'}"
-    meta = metadata(config, flip, batch, half, card, weights is None)
+    meta = metadata(config, flip, batch, half, card, weights is None, schema)
     size = write_onnx(graph, torch.zeros((batch or 2, 3, h, w)), OUTPUTS, batch is None, meta, out)
 
     crops = torch.randn((batch or 3, 3, h, w), generator=torch.Generator().manual_seed(0))
@@ -189,6 +186,7 @@ class OnnxPose:
     def __init__(self, path: Path, runtime: Runtime, input_size: tuple[int, int] | None = None):
         self.session, meta = open_session(path, runtime, FORMAT)
         self.config = _config_of(path, meta)
+        self.schema = _schema_of(path, meta, self.config.num_joints)
         _check_graph(path, self.session, self.config)
         if input_size is not None and tuple(input_size) != self.config.input_size:
             h, w = self.config.input_size
@@ -223,6 +221,20 @@ def _config_of(path: Path, meta: dict[str, str]) -> HRNetConfig:
         return HRNetConfig.from_dict(json.loads(meta["config"]))
     except (KeyError, TypeError, ValueError, HrposeError) as err:
         raise HrposeError(f"{path}: hrpose ONNX model with a bad config in its metadata ({err})") from None
+
+
+def _schema_of(path: Path, meta: dict[str, str], num_joints: int) -> KeypointSchema:
+    """The file's keypoint set ("keypoints"); files exported before it are COCO-17."""
+    if "keypoints" not in meta:
+        return for_joints(num_joints)
+    try:
+        data = json.loads(meta["keypoints"])
+    except json.JSONDecodeError as err:
+        raise HrposeError(f"{path}: hrpose ONNX model with bad keypoints in its metadata ({err})") from None
+    schema = KeypointSchema.from_dict(data, str(path))
+    if schema.num_joints != num_joints:
+        raise HrposeError(f"{path}: its metadata names {schema.num_joints} keypoints, its config {num_joints}")
+    return schema
 
 
 def _check_graph(path: Path, session, config: HRNetConfig) -> None:

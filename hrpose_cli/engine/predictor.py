@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from hrpose_cli.core import codec, geometry
-from hrpose_cli.core.schema import flip_permutation
+from hrpose_cli.core.schema import KeypointSchema, for_joints
 from hrpose_cli.data.images import ImageBatch, PackedImages
 from hrpose_cli.engine.runtime import Runtime
 from hrpose_cli.errors import HrposeError
@@ -127,11 +127,17 @@ class Predictor:
         decode: str = "argmax",
         sigma: float | None = None,
         pad_batches_to: int | None = None,
+        schema: KeypointSchema | None = None,
     ):
         """``model`` is the torch network, or a PoseRunner with the flip test already inside (an ONNX model,
         whose ``flip`` must be ``flip``). ``pad_batches_to`` pads every batch to that many persons: the network
-        then sees one shape, so cuDNN autotunes and torch.compile compiles once, not again for every new batch size."""
+        then sees one shape, so cuDNN autotunes and torch.compile compiles once, not again for every new batch size.
+        ``schema`` is the model's keypoint set (its flip pairs drive the flip test); None: that of a file
+        carrying none (COCO-17 for 17 joints)."""
         self.config = config
+        self.schema = schema if schema is not None else for_joints(config.num_joints)
+        if self.schema.num_joints != config.num_joints:
+            raise HrposeError(f"the network predicts {config.num_joints} keypoints, its set names {self.schema.num_joints}")
         self.pad_batches_to = pad_batches_to
         self.runtime = runtime
         self.flip = flip
@@ -140,7 +146,7 @@ class Predictor:
         self.heatmap_hw = config.heatmap_size
         self.stride = self.input_hw[1] / self.heatmap_hw[1]
         self.sigma = sigma if sigma is not None else 2.0 * self.input_hw[0] / 256
-        self.flip_perm = torch.from_numpy(flip_permutation(config.num_joints)).to(runtime.device)
+        self.flip_perm = torch.from_numpy(self.schema.flip_permutation()).to(runtime.device)
         if isinstance(model, nn.Module):
             self.model: nn.Module | None = runtime.prepare(model.eval())
             self.graph: PoseRunner = PoseGraph(self.model, self.flip_perm, flip, runtime.channels_last)

@@ -26,7 +26,8 @@ class TrainConfig:
 
     ``arch``/``input_size`` None mean: those of ``weights`` when given, else w32 at 256x192. ``model`` (an
     HRNetConfig dict) names a network outside the named archs and wins over ``arch``. ``joint_weights`` None
-    follows the recipe (official: off, else on). ``ema`` > 0 validates and saves a moving average of the
+    follows the recipe (official: off, else on), a list gives one weight per keypoint. The keypoint set is the
+    training files'; ``sigmas``, ``flip_pairs`` ('a:b,...') and ``upper_body`` ('a,b,...') override its parts. ``ema`` > 0 validates and saves a moving average of the
     weights. ``batch`` is per process; ``sigma`` None is 2 x height/256.
     """
 
@@ -39,7 +40,10 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None
     recipe: str = "seed"
     augment: bool = True
-    joint_weights: bool | None = None
+    joint_weights: bool | list[float] | None = None
+    sigmas: list[float] | None = None
+    flip_pairs: str | None = None
+    upper_body: str | None = None
     epochs: int = 210
     batch: int = 32
     lr: float = 1e-3
@@ -78,6 +82,10 @@ class TrainConfig:
         self.unlabelled_images = [str(p) for p in self.unlabelled_images]
         if self.input_size is not None:
             self.input_size = tuple(int(v) for v in self.input_size)
+        if isinstance(self.joint_weights, tuple):
+            self.joint_weights = list(self.joint_weights)
+        if self.sigmas is not None:
+            self.sigmas = [float(s) for s in self.sigmas]
 
     # -- checks and derived values ------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
@@ -154,7 +162,7 @@ class TrainConfig:
 
     @property
     def use_joint_weights(self) -> bool:
-        return self.recipe != "official" if self.joint_weights is None else bool(self.joint_weights)
+        return self.recipe != "official" if self.joint_weights is None else self.joint_weights is not False
 
     def sigma_for(self, input_height: int) -> float:
         return self.sigma if self.sigma is not None else BASE_SIGMA * input_height / 256

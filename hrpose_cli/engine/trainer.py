@@ -31,13 +31,13 @@ from torch import nn
 
 from hrpose_cli import __version__
 from hrpose_cli.core import codec, geometry
-from hrpose_cli.core.schema import JOINT_WEIGHTS, NUM_JOINTS
 from hrpose_cli.data.augment import (AugmentConfig, CropParams, apply_mixup, apply_pixel_params, crop_geometry,
                                      sample_crop_params, sample_mixup, sample_pixel_params)
 from hrpose_cli.data.images import ImageBatch, batch_loader, default_workers
 from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table, missing_images, mixup_rng
 from hrpose_cli.engine import distributed
 from hrpose_cli.engine.optim import WeightAverage, joints_mse_loss, lr_factor, milestones
+from hrpose_cli.engine.train_model import arch_names, build_model, resolve_schema
 from hrpose_cli.engine.train_config import RUNTIME_FIELDS, TrainConfig, load_run_config, resolve_run_dir
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write, write_json
@@ -172,7 +172,10 @@ class _Trainer:
 
         # Data (every rank reads the annotations; only images are per rank).
         pairs = list(zip(config.train_ann, config.train_images))
-        self.table = load_person_table(pairs, NUM_JOINTS, list(zip(config.unlabelled_ann, config.unlabelled_images)))
+        self.table = load_person_table(pairs, list(zip(config.unlabelled_ann, config.unlabelled_images)))
+        self.schema = resolve_schema(self.table.schema, config)
+        if config.teacher and self.schema.num_joints != 17:
+            raise HrposeError(f"--teacher labels COCO's 17 keypoints; {config.train_ann[0]} has {self.schema.num_joints} others")
         self.skipped: list[str] = []
         absent = missing_images(self.table)
         if absent:
@@ -192,15 +195,19 @@ class _Trainer:
             if not Path(config.val_images).is_dir():
                 raise HrposeError(f"{config.val_images}: images folder not found (paired with {config.val_ann})")
             val_dataset = CocoKeypoints.load(Path(config.val_ann))
+            if not val_dataset.schema.same_set(self.schema):
+                raise HrposeError(f"{config.val_ann}: its keypoints ({', '.join(val_dataset.keypoint_names)}) differ from "
+                                  f"the training set's ({', '.join(self.schema.names)})")
             self.val = (val_dataset, person_records(val_dataset, Path(config.val_images), "gt"))
 
         # Model.
-        self.raw_model, self.model_config = self._build_model(config, checkpoint)
+        self.raw_model, self.model_config = build_model(config, checkpoint, self.schema, self.reporter.message)
         config.model = self.model_config.to_dict()
-        config.arch = self.model_config.arch if self.model_config.arch in _arch_names() else None
+        config.arch = self.model_config.arch if self.model_config.arch in arch_names() else None
         config.input_size = tuple(self.model_config.input_size)
-        if self.model_config.num_joints != NUM_JOINTS:
-            raise HrposeError(f"the network predicts {self.model_config.num_joints} joints; training needs {NUM_JOINTS} (COCO)")
+        if self.model_config.num_joints != self.schema.num_joints:
+            raise HrposeError(f"{self.run_dir / 'last.pt'}: the network predicts {self.model_config.num_joints} keypoints, "
+                              f"the training set has {self.schema.num_joints}")
 
         self.raw_model.to(device)
         self.ema = None
@@ -271,38 +278,13 @@ class _Trainer:
         self.stride = w / self.heatmap_hw[1]
         self.sigma = config.sigma_for(h)
         self.aspect = w / h
-        self.joint_weights = torch.from_numpy(JOINT_WEIGHTS).to(device) if config.use_joint_weights else None
+        self.joint_weights = torch.from_numpy(self.schema.weights).to(device) if config.use_joint_weights else None
+        self.flip_perm = self.schema.flip_permutation()
         self.predictor = None
 
         if self.dist.main and checkpoint is None:
             self._write_config()
         distributed.barrier(self.dist, self.runtime)
-
-    def _build_model(self, config: TrainConfig, checkpoint: dict | None):
-        from hrpose_cli.model.hrnet import ARCHS, HRNetConfig, PoseHRNet
-
-        torch.manual_seed(config.seed)  # the same initial weights on every rank and in every repeat
-        if checkpoint is not None:
-            model_config = HRNetConfig.from_dict(checkpoint["config"])
-            model = PoseHRNet(model_config)
-            model.load_state_dict(checkpoint["state_dict"], strict=True)
-            return model, model_config
-        if config.weights:
-            from hrpose_cli.model.checkpoints import load_model
-
-            if config.arch is not None and config.arch.lower() not in ARCHS:
-                raise HrposeError(f"--arch {config.arch}: unknown; known: {', '.join(ARCHS)}")
-            model, model_config = load_model(Path(config.weights), input_size=config.input_size, arch=config.arch)
-            return model.float(), model_config
-        size = config.input_size or (256, 192)
-        if config.model is not None:
-            data = dict(config.model)
-            if config.input_size is not None:
-                data["input_size"] = list(size)
-            model_config = HRNetConfig.from_dict(data)
-        else:
-            model_config = HRNetConfig.from_arch(config.arch or "w32", input_size=size)
-        return PoseHRNet(model_config), model_config
 
     def _write_config(self) -> None:
         data = self.config.to_dict()
@@ -341,7 +323,7 @@ class _Trainer:
         pixel_params = None
         if self.config.augment:
             rng = augment_rng(self.config.seed, epoch, step)
-            params = sample_crop_params(rng, centers, scales, joints, self.augment, self.aspect)
+            params = sample_crop_params(rng, centers, scales, joints, self.augment, self.aspect, self.schema)
             if self.augment.changes_pixels:
                 pixel_params = sample_pixel_params(rng, len(persons), self.augment)
         else:
@@ -364,7 +346,7 @@ class _Trainer:
                     self.skipped.append(problem)
             slot[bad] = 0  # a real (or the placeholder) image; these crops get weight 0
         widths = batch.images.shapes[:, 1].numpy()[slot].astype(np.float64)
-        crop_to_image, crop_joints = crop_geometry(params, joints, widths, self.out_wh)
+        crop_to_image, crop_joints = crop_geometry(params, joints, widths, self.out_wh, self.flip_perm)
         visible = (crop_joints[..., 2] > 0) & ~bad[:, None]
         j = joints.shape[1]
         host = np.concatenate([crop_to_image.reshape(-1), crop_joints[..., :2].reshape(-1), visible.reshape(-1),
@@ -569,6 +551,8 @@ class _Trainer:
             "steps_per_epoch": self.plan.steps_per_epoch,
             "recipe": self.config.recipe,
             "joint_weights": self.config.use_joint_weights,
+            "keypoints": self.schema.describe(),
+            "sigma_warning": self.schema.uniform_sigma_warning() if self.val else None,
             "bf16": self.runtime.amp,
             "compile": self.config.compile,
             "skipped_images": list(self.skipped),
@@ -588,7 +572,7 @@ class _Trainer:
         self.reporter.validation_start(epoch, len(records))
         if self.predictor is None:
             runtime = dataclasses.replace(self.runtime, compile=False)
-            self.predictor = Predictor(self.saved_model, self.model_config, runtime, flip=True)
+            self.predictor = Predictor(self.saved_model, self.model_config, runtime, flip=True, schema=self.schema)
         self.saved_model.eval()
         try:
             outcome = evaluate_predictor(self.predictor, dataset, records, self.config.val_batch or self.config.batch,
@@ -625,9 +609,11 @@ class _Trainer:
             state["raw_weights"] = self.raw_model.state_dict()
             state["ema_updates"] = self.ema.updates
         meta = {"epoch": epoch, "AP": ap, "run": str(self.run_dir), "hrpose": __version__}
-        save_checkpoint(self.run_dir / "last.pt", self.saved_model, self.model_config, train_state=state, meta=meta)
+        keypoints = self.schema.to_dict()
+        save_checkpoint(self.run_dir / "last.pt", self.saved_model, self.model_config, train_state=state, meta=meta,
+                        keypoints=keypoints)
         if improved:
-            save_checkpoint(self.run_dir / "best.pt", self.saved_model, self.model_config, meta=meta)
+            save_checkpoint(self.run_dir / "best.pt", self.saved_model, self.model_config, meta=meta, keypoints=keypoints)
         lines = "".join(json.dumps(m, allow_nan=False) + "\n" for m in self.history)
         atomic_write(self.run_dir / "metrics.jsonl", lambda f: f.write(lines.encode()))
         self._plot()
@@ -642,12 +628,6 @@ class _Trainer:
         ap = [(m["epoch"], m["AP"]) for m in self.history if "AP" in m]
         if ap:
             plot_curves({"val AP": ap}, "Validation AP (GT boxes, flip test)", self.run_dir / "ap.png", ylabel="AP")
-
-
-def _arch_names() -> tuple[str, ...]:
-    from hrpose_cli.model.hrnet import ARCHS
-
-    return tuple(ARCHS)
 
 
 def run(config: TrainConfig, reporter: TrainReporter | None = None) -> TrainResult:

@@ -1,7 +1,8 @@
 """Loading and saving network weights: hrpose's own checkpoints, the official HRNet files, the embedded default.
 
 hrpose checkpoint = {"format": "hrpose", "version": 1, "config": HRNetConfig.to_dict(), "state_dict": {...},
-plus optional extra keys such as "train_state" or "meta"}. Everything in it is tensors, numbers, strings, lists
+plus optional extra keys such as "train_state", "meta" or "keypoints" (the keypoint set, core.schema's
+KeypointSchema.to_dict; files without it are COCO-17)}. Everything in it is tensors, numbers, strings, lists
 and dicts, so it loads with torch.load(weights_only=True) and never runs pickled code.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hrpose_cli.core.schema import KeypointSchema, for_joints
 from hrpose_cli.resources import asset_path
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write
@@ -38,6 +40,10 @@ def default_weights_path() -> Path | None:
 # The notes of the hrpose checkpoints read so far, by file version: commands print the default model's note
 # after load_model has read the file, and reading all of it again for the note cost a predict about 0.3 s.
 _notes_read: dict[tuple[str, int, int], str | None] = {}
+
+
+# The keypoint sets of the checkpoints loaded so far, by file version (load_model reads them with the weights).
+_schemas_read: dict[tuple[str, int, int], KeypointSchema] = {}
 
 
 def _file_version(path: Path) -> tuple[str, int, int]:
@@ -65,6 +71,30 @@ def checkpoint_note(path: str | Path | None) -> str | None:
     if version not in _notes_read:
         _notes_read[version] = _note_of(read_checkpoint(path))
     return _notes_read[version]
+
+
+def checkpoint_schema(path: str | Path | None) -> KeypointSchema:
+    """The keypoint set a model file was trained for (the default model's when ``path`` is None): its
+    "keypoints" entry, else COCO-17 (official files, the default model and files from before the entry)."""
+    path = default_weights_path() if path is None else Path(path)
+    if path is None:
+        raise HrposeError("no --weights given and no default model is installed")
+    version = _file_version(path)
+    if version not in _schemas_read:
+        load_model(path)
+    return _schemas_read[version]
+
+
+def _schema_of(path: Path, obj: Mapping[str, Any], num_joints: int) -> KeypointSchema:
+    entry = obj.get("keypoints") if obj.get("format") == FORMAT else None
+    if entry is None:
+        return for_joints(num_joints)
+    if not isinstance(entry, Mapping):
+        raise HrposeError(f"{path}: its 'keypoints' entry is not a keypoint set")
+    schema = KeypointSchema.from_dict(entry, str(path))
+    if schema.num_joints != num_joints:
+        raise HrposeError(f"{path}: its keypoint set names {schema.num_joints} keypoints, its network predicts {num_joints}")
+    return schema
 
 
 def _strip_wrappers(state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,4 +280,5 @@ def load_model(
     with torch.device("meta"):  # no memory and no random init for weights that are overwritten at once
         model = PoseHRNet(config, random_init=False)
     _load_strict(path, model, state_dict, arch or config.arch)
+    _schemas_read[_file_version(path)] = _schema_of(path, obj, config.num_joints)
     return model.eval(), config

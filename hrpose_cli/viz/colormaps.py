@@ -18,7 +18,7 @@ COLORMAPS: dict[str, int] = {
     name[len("COLORMAP_"):].lower(): getattr(cv2, name) for name in dir(cv2) if name.startswith("COLORMAP_")
 }
 
-# Limb and joint colours by body side (schema.joint_side): left warm, right cool, centre green.
+# Limb and joint colours by body side (KeypointSchema.side): left warm, right cool, centre green.
 SIDE_COLORS: dict[str, tuple[int, int, int]] = {
     "left": (255, 150, 40),
     "right": (40, 170, 255),

@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 import cv2
 import numpy as np
 
-from hrpose_cli.core.schema import NUM_JOINTS, SKELETON, joint_side
+from hrpose_cli.core.schema import KeypointSchema, for_joints
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.viz.colormaps import BOX, SIDE_COLORS
 
@@ -88,16 +88,6 @@ def pose_style(height: int, width: int) -> PoseStyle:
     )
 
 
-def limb_side(a: int, b: int) -> str:
-    """A limb's side: its joints' side, the side of its non-centre joint, or 'center' for left-right links."""
-    side_a, side_b = joint_side(a), joint_side(b)
-    if side_a == side_b:
-        return side_a
-    if "center" in (side_a, side_b):
-        return side_b if side_a == "center" else side_a
-    return "center"
-
-
 def draw_poses(
     image: np.ndarray,
     keypoints: np.ndarray,
@@ -105,17 +95,22 @@ def draw_poses(
     scores: np.ndarray | None = None,
     score_threshold: float = 0.3,
     box_colours: Sequence[tuple[int, int, int]] | None = None,
+    schema: KeypointSchema | None = None,
 ) -> np.ndarray:
-    """A copy of ``image`` (H, W, 3) RGB uint8 with each person's COCO skeleton, box and score drawn.
+    """A copy of ``image`` (H, W, 3) RGB uint8 with each person's skeleton, box and score drawn.
 
-    ``keypoints`` (N, 17, 3) holds x, y, score in image pixels; joints (and limbs touching them) scoring below
+    ``schema`` is the keypoint set (its skeleton, joints coloured by side; None: that of a model file without
+    one, COCO-17 for 17 joints). ``keypoints`` (N, K, 3) holds x, y, score in image pixels; joints (and limbs touching them) scoring below
     ``score_threshold`` are left out, because a confident-looking line through a guessed joint misleads.
     ``boxes`` (N, 4) are COCO xywh; ``scores`` (N,) label the boxes (or the skeletons when there are no boxes).
     ``box_colours`` (N RGB triples) colour each box and its label, e.g. by video track.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    keypoints = np.asarray(keypoints, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if schema is None:
+        schema = for_joints(keypoints.shape[-2] if keypoints.ndim == 3 else 17)
+    keypoints = keypoints.reshape(-1, schema.num_joints, 3)
     persons = len(keypoints)
     if boxes is not None:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -136,16 +131,16 @@ def draw_poses(
             cv2.rectangle(out, _fixed(x, y), _fixed(x + w, y + h), colour, style.box, cv2.LINE_AA, _SHIFT)
         kp = keypoints[n]
         shown = np.array([_drawable(p[:2]) for p in kp]) & (kp[:, 2] >= score_threshold)
-        for a, b in SKELETON:
+        for a, b in schema.skeleton:
             if shown[a] and shown[b]:
-                color = SIDE_COLORS[limb_side(a, b)]
+                color = SIDE_COLORS[schema.limb_side(a, b)]
                 pa, pb = _fixed(*kp[a, :2]), _fixed(*kp[b, :2])
                 cv2.line(out, pa, pb, _OUTLINE, line + max(2, line // 2), cv2.LINE_AA, _SHIFT)
                 cv2.line(out, pa, pb, color, line, cv2.LINE_AA, _SHIFT)
         for j in np.flatnonzero(shown):
             center = _fixed(*kp[j, :2])
             cv2.circle(out, center, radius * _ONE, _OUTLINE, -1, cv2.LINE_AA, _SHIFT)
-            cv2.circle(out, center, (radius - max(1, line // 2)) * _ONE, SIDE_COLORS[joint_side(j)], -1,
+            cv2.circle(out, center, (radius - max(1, line // 2)) * _ONE, SIDE_COLORS[schema.side(j)], -1,
                        cv2.LINE_AA, _SHIFT)
         if scores is not None and np.isfinite(scores[n]):
             anchor = boxes[n, :2] if boxes is not None and _drawable(boxes[n]) else _top_left(kp[shown])

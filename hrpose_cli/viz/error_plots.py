@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from hrpose_cli.core.keypoint_errors import LABELS, UNLABELLED
-from hrpose_cli.core.schema import NUM_JOINTS, SKELETON
+from hrpose_cli.core.schema import KeypointSchema, for_joints
 from hrpose_cli.viz.draw import draw_poses, draw_text, fit_scale, text_size
 from hrpose_cli.viz.plots import nice_ticks
 
@@ -145,9 +145,11 @@ def _crop_window(points: np.ndarray, bbox: np.ndarray, shape: tuple[int, int]) -
 
 
 def person_tile(image_rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, labels: np.ndarray, bbox: np.ndarray,
-                caption: str, height: int = 360) -> np.ndarray:
+                caption: str, height: int = 360, schema: KeypointSchema | None = None) -> np.ndarray:
     """One person: GT skeleton white, the prediction's skeleton coloured by side, each labelled predicted joint
-    ringed in its error type's colour and joined to its GT joint; caption above."""
+    ringed in its error type's colour and joined to its GT joint; caption above. ``schema``: the keypoint set
+    (None: that of K joints without one)."""
+    schema = schema if schema is not None else for_joints(len(gt))
     labelled = gt[:, 2] > 0
     on_image = np.isfinite(pred[:, :2]).all(axis=1) & (np.abs(pred[:, :2]) < 1e5).all(axis=1)
     x0, y0, x1, y1 = _crop_window(np.vstack([gt[labelled, :2], pred[on_image, :2]]), bbox, image_rgb.shape[:2])
@@ -158,13 +160,13 @@ def person_tile(image_rgb: np.ndarray, gt: np.ndarray, pred: np.ndarray, labels:
     g = (gt[:, :2] - [x0, y0]) * scale
     p = pred.copy()
     p[:, :2] = (pred[:, :2] - [x0, y0]) * scale
-    if len(gt) == NUM_JOINTS:
-        for a, b in SKELETON:
+    if schema.skeleton:
+        for a, b in schema.skeleton:
             if labelled[a] and labelled[b]:
                 cv2.line(crop, tuple(np.rint(g[a]).astype(int)), tuple(np.rint(g[b]).astype(int)), WHITE, 2, cv2.LINE_AA)
         shown = p.copy()
         shown[:, 2] = on_image.astype(float)
-        crop = draw_poses(crop, shown[None], score_threshold=0.5)
+        crop = draw_poses(crop, shown[None], score_threshold=0.5, schema=schema)
     for j in np.flatnonzero(labelled):
         cv2.circle(crop, tuple(np.rint(g[j]).astype(int)), 3, WHITE, -1, cv2.LINE_AA)
         if labels[j] == UNLABELLED or not on_image[j]:

@@ -1,0 +1,76 @@
+"""The network and the keypoint set a training run starts from: a fresh HRNet, --weights (of this set, or of
+another one: then every layer but the final one loads), or the run's own last.pt on --resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from hrpose_cli.core.schema import KeypointSchema, checked_values, parse_joint_list, parse_pairs
+from hrpose_cli.engine.train_config import TrainConfig
+from hrpose_cli.errors import HrposeError
+from hrpose_cli.model.hrnet import ARCHS, HRNetConfig, PoseHRNet
+
+HEAD_PREFIX = "final_layer."  # the 1x1 convolution from features to one heatmap per joint
+
+
+def resolve_schema(found: KeypointSchema, config: TrainConfig) -> KeypointSchema:
+    """The training files' set with the command line's overrides (--sigmas, --flip-pairs, --upper-body,
+    --joint-weights LIST) applied; each is checked against the set's keypoints."""
+    sigmas = weights = pairs = upper = None
+    if config.sigmas is not None:
+        sigmas = checked_values(config.sigmas, found, "--sigmas", "sigmas")
+    if isinstance(config.joint_weights, list):
+        weights = checked_values(config.joint_weights, found, "--joint-weights", "joint weights", positive=False)
+    if config.flip_pairs is not None:
+        pairs = parse_pairs(config.flip_pairs, found)
+    if config.upper_body is not None:
+        upper = parse_joint_list(config.upper_body, found, "--upper-body")
+    return found.with_options(sigmas=sigmas, flip_pairs=pairs, joint_weights=weights, upper_body=upper)
+
+
+def build_model(config: TrainConfig, checkpoint: dict | None, schema: KeypointSchema,
+                say: Callable[[str], None]) -> tuple[nn.Module, HRNetConfig]:
+    """The network to train, with one heatmap per keypoint of ``schema``; ``say`` tells the user what loaded."""
+    from hrpose_cli.model.checkpoints import checkpoint_schema, load_model
+
+    torch.manual_seed(config.seed)  # the same initial weights on every rank and in every repeat
+    k = schema.num_joints
+    if checkpoint is not None:
+        model_config = HRNetConfig.from_dict(checkpoint["config"])
+        model = PoseHRNet(model_config)
+        model.load_state_dict(checkpoint["state_dict"], strict=True)
+        return model, model_config
+    if config.weights:
+        if config.arch is not None and config.arch.lower() not in ARCHS:
+            raise HrposeError(f"--arch {config.arch}: unknown; known: {', '.join(ARCHS)}")
+        loaded, loaded_config = load_model(Path(config.weights), input_size=config.input_size, arch=config.arch)
+        theirs = checkpoint_schema(Path(config.weights))
+        if theirs.same_set(schema):
+            return loaded.float(), loaded_config
+        model_config = HRNetConfig.from_dict({**loaded_config.to_dict(), "num_joints": k})
+        model = PoseHRNet(model_config)  # its head freshly initialised, seeded as above
+        body = {key: v for key, v in loaded.state_dict().items() if not key.startswith(HEAD_PREFIX)}
+        missing, unexpected = model.load_state_dict(body, strict=False)
+        if unexpected or any(not key.startswith(HEAD_PREFIX) for key in missing):
+            raise HrposeError(f"{config.weights}: its layers do not fit the network ({len(missing)} missing, {len(unexpected)} unexpected)")
+        say(f"--weights {config.weights}: trained for {theirs.num_joints} other keypoints ({', '.join(theirs.names[:4])}"
+            f"{', ...' if theirs.num_joints > 4 else ''}); loaded every layer but the final one, which starts fresh "
+            f"for the {k} keypoints of the training set")
+        return model.float(), model_config
+    size = config.input_size or (256, 192)
+    if config.model is not None:
+        data = {**dict(config.model), "num_joints": k}
+        if config.input_size is not None:
+            data["input_size"] = list(size)
+        model_config = HRNetConfig.from_dict(data)
+    else:
+        model_config = HRNetConfig.from_arch(config.arch or "w32", input_size=size, num_joints=k)
+    return PoseHRNet(model_config), model_config
+
+
+def arch_names() -> tuple[str, ...]:
+    return tuple(ARCHS)
