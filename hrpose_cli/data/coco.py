@@ -236,6 +236,7 @@ class CocoKeypoints:
                 raise HrposeError(
                     f"{path}: annotation {index} (id {ann['id']}) has {length} keypoint values, "
                     f"expected {3 * joints} ({joints} joints x 3)"
+                    + ("" if named else "; its category names no 'keypoints', so COCO's 17 are assumed")
                 )
             if not isinstance(ann["bbox"], list) or len(ann["bbox"]) != 4:
                 raise HrposeError(f"{path}: annotation {index} (id {ann['id']}): bbox must be [x, y, w, h]")

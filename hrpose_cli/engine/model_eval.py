@@ -176,6 +176,8 @@ def run_model_eval(
     if not Path(images).is_dir():
         raise HrposeError(f"{images}: images folder not found")
     dataset = CocoKeypoints.load(ann)
+    if sigmas is not None:
+        sigmas = dataset.oks_sigmas(sigmas)  # one per keypoint of the file, checked before the model runs
     box_stats = None
     if boxes == "detector":
         threshold = EVAL_THRESHOLD if det_threshold is None else det_threshold
