@@ -267,3 +267,24 @@ def test_auto_device_runs_onnx_on_the_cpu_without_a_cuda_provider(default_onnx, 
     assert predictor.runtime.device.type == "cpu"
     with pytest.raises(HrposeError, match="no CUDA provider"):
         inference.load_predictor(default_onnx, "cuda", True, "argmax")
+
+
+def test_export_carries_another_keypoint_set(tmp_path):
+    """A checkpoint of another set exports its keypoint set into the metadata; the ONNX model predicts with it."""
+    from hrpose_cli.core.schema import from_category
+    from hrpose_cli.engine.inference import load_predictor
+    from hrpose_cli.model.checkpoints import save_checkpoint
+    from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
+
+    schema = from_category({"id": 1, "name": "mouse", "keypoints": ["snout", "left_ear", "right_ear", "tail_base"],
+                            "skeleton": [[1, 2], [1, 3], [2, 4], [3, 4]]}, "mouse").with_options(sigmas=[0.026, 0.035, 0.035, 0.107])
+    config = HRNetConfig.from_arch("w16-small", input_size=(128, 96), num_joints=4)
+    weights = save_checkpoint(tmp_path / "mouse.pt", PoseHRNet(config), config, keypoints=schema.to_dict())
+    onnx_path = _export(tmp_path / "mouse.onnx", "--weights", str(weights))
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    assert json.loads(meta["keypoint_names"]) == ["snout", "left_ear", "right_ear", "tail_base"]
+    assert json.loads(meta["flip_pairs"]) == [[1, 2]] and json.loads(meta["sigmas"])[3] == 0.107
+    predictor = load_predictor(onnx_path, "cpu")
+    assert predictor.schema == schema and predictor.flip_perm.tolist() == [0, 2, 1, 3]
