@@ -72,7 +72,8 @@ def train(
     val_every: Annotated[Optional[int], typer.Option("--val-every", help="Validate every N epochs (and after the last). \\[default: 1]", show_default=False, rich_help_panel=_R)] = None,
     log_every: Annotated[Optional[int], typer.Option("--log-every", help="Read the loss from the device every N steps. \\[default: 50]", show_default=False, rich_help_panel=_R)] = None,
 ) -> None:
-    """Train HRNet on COCO keypoints; without data options, a short demo on the bundled sample.
+    """Train HRNet on COCO-format keypoints of any set (the files' category names them); without data options,
+    a short demo on the bundled sample.
 
     Several GPUs: torchrun --nproc-per-node N -m hrpose_cli train ... (DistributedDataParallel).
     """

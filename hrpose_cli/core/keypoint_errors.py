@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrpose_cli.core.schema import infer_flip_pairs
-
 from hrpose_cli.core.oks import _oks_iou, _variances
+from hrpose_cli.core.schema import infer_flip_pairs
 
 LABELS: tuple[str, ...] = ("good", "jitter", "inversion", "swap", "miss")
 GOOD, JITTER, INVERSION, SWAP, MISS = range(len(LABELS))

@@ -188,10 +188,8 @@ class CocoKeypoints:
         return self.schema.names
 
     def training_schema(self, mean_y: np.ndarray | None) -> KeypointSchema:
-        """The set this file trains: its category's, the upper body from ``mean_y``; a category without
-        keypoint names is an error (only COCO's own files may leave them out, and then they must have 17)."""
-        if self.category is None and self.num_joints != COCO17.num_joints:
-            from_category({"id": PERSON_CATEGORY}, str(self.path))  # raises the one-line error
+        """The set this file trains: its category's, the upper body from ``mean_y``. A file whose category
+        names no keypoints is COCO-17 (load has checked that its annotations have 17)."""
         return from_category(self.category, str(self.path), mean_y) if self.category is not None else COCO17
 
     @classmethod

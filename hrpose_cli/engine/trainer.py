@@ -309,6 +309,7 @@ class _Trainer:
             "sources": [{"ann": a, "persons": n} for a, n in self.table.sources],
             "sigma": self.sigma,
             "joint_weights": self.config.use_joint_weights,
+            "keypoints": self.schema.to_dict(),
             "lr_milestones": list(milestones(self.config.epochs)),
         }
         write_json(self.run_dir / "config.json", data)
