@@ -186,8 +186,8 @@ class OnnxPose:
     def __init__(self, path: Path, runtime: Runtime, input_size: tuple[int, int] | None = None):
         self.session, meta = open_session(path, runtime, FORMAT)
         self.config = _config_of(path, meta)
-        self.schema = _schema_of(path, meta, self.config.num_joints)
         _check_graph(path, self.session, self.config)
+        self.schema = _schema_of(path, meta, self.config.num_joints)
         if input_size is not None and tuple(input_size) != self.config.input_size:
             h, w = self.config.input_size
             raise HrposeError(f"{path}: exported for {h}x{w} crops, not {input_size[0]}x{input_size[1]} "
