@@ -2,7 +2,8 @@
 COCO keypoint set, ``evaluate`` results against one.
 
 `hrpose predict` runs images through ``Model.run`` and `hrpose eval` through ``Model.evaluate`` (itself on
-``Model.run``): the commands and a script take one path through the engine. Torch is imported here, so ``hrpose_cli`` exposes these names lazily (see its ``__getattr__``).
+``Model.run``): the commands and a script take one path through the engine. Torch is imported here, so
+``hrpose_cli`` exposes these names lazily (see its ``__getattr__``).
 """
 
 from __future__ import annotations
@@ -155,32 +156,20 @@ class Model:
             raise HrposeError(f"{images}: images folder not found")
         dataset = CocoKeypoints.load(Path(ann))
         detect = str(boxes) == "detector"
-        if detect:
-            threshold: float | None = check_det_threshold(det_threshold, EVAL_THRESHOLD)
-            keys = [dataset.image_path(i, images) for i in dataset.image_ids]
-            image_ids = dict(zip(keys, dataset.image_ids))
-            per_image_boxes = box_scores = None
-        else:
-            threshold = None
-            by_image: dict[Path, list] = {}
-            for record in person_records(dataset, images, str(boxes)):
-                by_image.setdefault(record.image_path, []).append(record)
-            keys = list(by_image)
-            image_ids = {key: people[0].image_id for key, people in by_image.items()}
-            per_image_boxes = [np.array([r.bbox for r in by_image[key]]) for key in keys]
-            box_scores = [[r.score for r in by_image[key]] for key in keys]
+        threshold = check_det_threshold(det_threshold, EVAL_THRESHOLD) if detect else None
+        image_ids, per_image_boxes, box_scores = _eval_persons(dataset, images, None if detect else str(boxes))
 
         def check(predictor: Predictor) -> None:
             if predictor.config.num_joints != dataset.num_joints:
                 raise HrposeError(f"{self.weights or 'the default model'}: the model predicts "
                                   f"{predictor.config.num_joints} keypoints, {dataset.path} labels {dataset.num_joints}")
 
-        run = self._run(keys, None, per_image_boxes, box_scores, threshold, flip=flip, batch=batch, workers=workers,
-                        skip_bad_images=skip_bad_images, on_batch=on_batch, check=check)
+        run = self._run(list(image_ids), None, per_image_boxes, box_scores, threshold, flip=flip, batch=batch,
+                        workers=workers, skip_bad_images=skip_bad_images, on_batch=on_batch, check=check)
         ids = [image_ids[r.path] for r in run.results for _ in range(len(r))]
-        boxes_used = np.concatenate([r.boxes for r in run.results]) if run.results else np.zeros((0, 4))
-        keypoints = np.concatenate([r.keypoints for r in run.results]) if run.results else np.zeros((0, dataset.num_joints, 3))
-        scores = np.concatenate([r.scores for r in run.results]) if run.results else np.zeros(0)
+        boxes_used = np.concatenate([r.boxes for r in run.results] or [np.zeros((0, 4))])
+        keypoints = np.concatenate([r.keypoints for r in run.results] or [np.zeros((0, dataset.num_joints, 3))])
+        scores = np.concatenate([r.scores for r in run.results] or [np.zeros(0)])
         results = keypoint_results(ids, keypoints, scores, boxes_used, self.predictor.aspect_ratio, sigmas)
         detections = box_stats = None
         if detect:
@@ -315,6 +304,20 @@ def _images(source: Source, rgb: bool) -> tuple[list, dict | None]:
     if not images:
         raise HrposeError("predict: no images given")
     return images, None
+
+
+def _eval_persons(dataset, images: Path, boxes: str | None) -> tuple[dict[Path, int], list[np.ndarray] | None,
+                                                                     list[list[float]] | None]:
+    """Evaluation's images (path -> image id, in order) with their boxes and box scores: every image for the
+    detector (``boxes`` None), else the images of person_records (GT boxes or a detections file), grouped."""
+    if boxes is None:
+        return {dataset.image_path(i, images): i for i in dataset.image_ids}, None, None
+    by_image: dict[Path, list] = {}
+    for record in person_records(dataset, images, boxes):
+        by_image.setdefault(record.image_path, []).append(record)
+    return ({key: people[0].image_id for key, people in by_image.items()},
+            [np.array([r.bbox for r in people]) for people in by_image.values()],
+            [[r.score for r in people] for people in by_image.values()])
 
 
 def _per_image(boxes, count: int) -> list[np.ndarray] | None:
