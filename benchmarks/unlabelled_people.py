@@ -32,7 +32,8 @@ NEW_OVERLAP = 0.3
 def _record(image_id: int, index: int, box, score: float | None) -> dict:
     x, y, w, h = (float(v) for v in box)
     record = {"id": image_id * 100 + index, "image_id": image_id, "category_id": 1, "bbox": [x, y, w, h],
-              "area": w * h, "iscrowd": 0, "num_keypoints": 0}
+              "area": w * h, "iscrowd": 0,
+              "num_keypoints": 0, "keypoints": [0] * 51}
     if score is not None:
         record["det_score"] = round(float(score), 4)
     return record

@@ -1,4 +1,5 @@
-# Device call 11 (issue 15), one H200, carry [".carry/fm", ".teacher", ".whl"], from the shipped model (call 9's
+# Device call 11 (issue 15), one H200, carry [".carry/fm.zip", ".teacher", ".whl"] (the pack as one stored zip: its 3,121
+# small files count a disk block each against the 64 MiB), from the shipped model (call 9's
 # C3, assets/hrpose_default.pt). Two arms side by side on the one GPU, TL minutes each, function matching as in
 # calls 7-10 (train_default_model.sh, cycle 11):
 #   N: people/ plus the people the labelled sets leave out and vtest's walkers (benchmarks/unlabelled_people.py,
@@ -6,6 +7,7 @@
 #   C: the control, calls 7-10's data alone (people/ only), seed 22: what the new people give, at equal GPU time
 set -u
 source benchmarks/device_setup.sh || exit 1
+[ -d .carry/fm ] || (cd .carry && python3 -m zipfile -e fm.zip .) || exit 1
 D=.carry/fm
 L="--train-ann $D/coco/annotations.json --train-images $D/coco/images"
 L="$L $L $L $L"
