@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from hrpose_cli.cli.app import app
+from hrpose_cli.core.schema import COCO17
 from hrpose_cli.data.train_data import PersonTable, TrainPlan
 from hrpose_cli.engine import optim, trainer
 from hrpose_cli.engine.train_config import TrainConfig, read_config_file
@@ -104,7 +105,7 @@ def test_schedule_scales_the_milestones_and_warms_up():
 
 def _table(n: int) -> PersonTable:
     return PersonTable([f"img{i}.jpg" for i in range(n)], np.arange(n) // 2,
-                       np.ones((n, 4)), np.ones((n, 17, 3)), [])
+                       np.ones((n, 4)), np.ones((n, 17, 3)), [], COCO17)
 
 
 def test_plan_shards_each_global_batch_and_resumes_identically():
