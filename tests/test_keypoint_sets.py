@@ -137,6 +137,38 @@ def test_eval_predict_and_heatmaps_read_the_set_from_the_weights(body13_run, tmp
     assert_one_line_error(result, "left_eye", "l_shoulder")  # COCO's names are not this model's
 
 
+def test_a_keypoint_category_numbered_other_than_1(body13_run, tmp_path):
+    """An animal or hand file may number its category 7 and keep id 1 for something else: the keypoint
+    category is found by its keypoints, and eval scores the same as with id 1; its own results file reads back."""
+    out, _ = body13_run
+    data = json.loads(BODY13.read_text())
+    data["categories"][0]["id"] = 7
+    data["categories"].append({"id": 1, "name": "background"})
+    for ann in data["annotations"]:
+        ann["category_id"] = 7
+    renumbered = tmp_path / "body13_id7.json"
+    renumbered.write_text(json.dumps(data))
+    dataset = CocoKeypoints.load(renumbered)
+    assert dataset.file_category_id == 7 and dataset.keypoint_names[0] == "head"
+    assert dataset.num_people == CocoKeypoints.load(BODY13).num_people > 0
+    images, stats = REPO / "tests" / "data" / "images", {}
+    for name, ann in (("id1", BODY13), ("id7", renumbered)):
+        result = invoke("eval", "--ann", str(ann), "--images", str(images), "--weights", str(out / "last.pt"),
+                        "--device", "cpu", "--workers", "0", "--out", str(tmp_path / name),
+                        "--json", str(tmp_path / f"{name}.json"))
+        assert result.exit_code == 0, result.output
+        stats[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    keys = ("AP", "AP50", "AR", "people")
+    assert [stats["id7"].get(k) for k in keys] == [stats["id1"].get(k) for k in keys]
+    # The GT as results, numbered as the file numbers its category: every person found exactly
+    perfect = tmp_path / "perfect.json"
+    perfect.write_text(json.dumps([{"image_id": a["image_id"], "category_id": 7, "keypoints": a["keypoints"],
+                                    "score": 1.0} for a in data["annotations"] if any(a["keypoints"][2::3])]))
+    result = invoke("eval", "--ann", str(renumbered), "--results", str(perfect), "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["AP"] > 0.99
+
+
 def test_the_model_draws_its_own_skeleton():
     from hrpose_cli.viz.draw import draw_poses
 

@@ -167,18 +167,39 @@ def read_detections(path: Path) -> list[dict]:
     return dets
 
 
+def _keypoint_category(categories: list[dict]) -> dict | None:
+    """The category whose keypoints the file labels: COCO's person (id 1) where it names keypoints, else the
+    first category that does (an animal, hand or car set may number its one category 0, 2 or 7)."""
+    named = [c for c in categories if isinstance(c.get("keypoints"), list)]
+    return next((c for c in named if c["id"] == PERSON_CATEGORY), named[0] if named else None)
+
+
+def _renumber_category(data: dict, file_id: int) -> None:
+    """Swap ids ``file_id`` and PERSON_CATEGORY in the parsed file's categories and annotations, so that every
+    room (training, evaluation, drawing) finds the keypoint category under one id; a swap keeps ids distinct."""
+    if file_id == PERSON_CATEGORY:
+        return
+    swap = {file_id: PERSON_CATEGORY, PERSON_CATEGORY: file_id}
+    for record in data["categories"]:
+        record["id"] = swap.get(record["id"], record["id"])
+    for record in data["annotations"]:
+        record["category_id"] = swap.get(record["category_id"], record["category_id"])
+
+
 class CocoKeypoints:
     """A validated COCO keypoint annotation file and the pycocotools index over it."""
 
-    def __init__(self, path: Path, coco: COCO, num_joints: int) -> None:
+    def __init__(self, path: Path, coco: COCO, num_joints: int, file_category_id: int = PERSON_CATEGORY) -> None:
         self.path = Path(path)
         self.coco = coco
         self.num_joints = num_joints
+        # The keypoint category's id in the file; in memory it is PERSON_CATEGORY (see _renumber_category).
+        self.file_category_id = file_category_id
         self.image_ids: list[int] = sorted(coco.imgs)
         self.category: dict | None = next(
             (c for c in coco.dataset["categories"] if c["id"] == PERSON_CATEGORY and isinstance(c.get("keypoints"), list)),
             None,
-        )
+        )  # the keypoint category, renumbered to PERSON_CATEGORY by load()
         # The file's own keypoint set; a file that names none is taken for COCO-17 (as pycocotools does).
         self.schema: KeypointSchema = (from_category(self.category, str(self.path)) if self.category is not None
                                        else for_joints(num_joints))
@@ -202,11 +223,10 @@ class CocoKeypoints:
         categories = data.setdefault("categories", [{"id": PERSON_CATEGORY, "name": "person"}])
         if not isinstance(categories, list) or not all(isinstance(c, dict) and "id" in c for c in categories):
             raise HrposeError(f"{path}: 'categories' must be a list of objects with an 'id'")
-        named = [
-            c["keypoints"] for c in categories if c["id"] == PERSON_CATEGORY and isinstance(c.get("keypoints"), list)
-        ]
+        category = _keypoint_category(categories)
+        named = [category["keypoints"]] if category is not None else []
         if named and num_joints is not None and len(named[0]) != num_joints:
-            raise HrposeError(f"{path}: the person category names {len(named[0])} keypoints, expected {num_joints}")
+            raise HrposeError(f"{path}: the keypoint category names {len(named[0])} keypoints, expected {num_joints}")
         joints = len(named[0]) if named else (num_joints or COCO17.num_joints)
 
         image_ids = set()
@@ -252,7 +272,9 @@ class CocoKeypoints:
         unknown = sorted({a["image_id"] for a in anns} - image_ids)
         if unknown:
             raise HrposeError(f"{path}: annotations refer to image ids missing from 'images': {_few(unknown)}")
-        return cls(path, _silent_coco(data), joints)
+        file_category_id = category["id"] if category is not None else PERSON_CATEGORY
+        _renumber_category(data, file_category_id)
+        return cls(path, _silent_coco(data), joints, file_category_id)
 
     def oks_sigmas(self, sigmas: np.ndarray | None = None) -> np.ndarray:
         """The per-joint OKS sigmas for this file's keypoints: the given ones, else its set's (COCO's for COCO-17)."""
@@ -312,7 +334,8 @@ class CocoKeypoints:
         return records
 
     def detections(self, dets_path: Path, images_dir: Path, min_score: float = 0.0) -> list[PersonRecord]:
-        """Person boxes from a COCO detection results file (category 1, score >= min_score), boxes as given."""
+        """Boxes from a COCO detection results file (category 1 or the keypoint category's id in the annotation file,
+        score >= min_score), boxes as given."""
         path = Path(dets_path)
         dets = read_detections(path)
         if any("image_id" not in d for d in dets):
@@ -323,7 +346,7 @@ class CocoKeypoints:
             raise HrposeError(f"{path}: image ids not in {self.path}: {_few(unknown)}")
         records = []
         for det in dets:
-            if det.get("category_id", PERSON_CATEGORY) != PERSON_CATEGORY:
+            if det.get("category_id", PERSON_CATEGORY) not in (PERSON_CATEGORY, self.file_category_id):
                 continue
             x, y, w, h = det["bbox"]
             if det["score"] < min_score:
@@ -343,7 +366,8 @@ class CocoKeypoints:
 
 
 def load_results(path: Path, dataset: CocoKeypoints) -> list[dict]:
-    """Read and check a COCO keypoint results file against its annotations; category_id defaults to 1."""
+    """Read and check a COCO keypoint results file against its annotations; category_id defaults to 1 (or
+    the annotation file's keypoint category id, which means the same)."""
     path = Path(path)
     results = read_json(path)
     if not isinstance(results, list):
@@ -368,6 +392,8 @@ def load_results(path: Path, dataset: CocoKeypoints) -> list[dict]:
             raise HrposeError(f"{path}: entry {index}: score must be a finite number")
         if not _is_id(entry.setdefault("category_id", PERSON_CATEGORY)):
             raise HrposeError(f"{path}: entry {index}: category_id must be an integer")
+        if entry["category_id"] == dataset.file_category_id:  # the keypoint category as the file numbers it
+            entry["category_id"] = PERSON_CATEGORY
     _numeric_rows(path, [r["keypoints"] for r in results], "keypoints", "entry")
     unknown = sorted({r["image_id"] for r in results} - set(dataset.coco.imgs))
     if unknown:
