@@ -17,6 +17,7 @@ from hrpose_cli.data.images import ImageBatch, batch_loader
 from hrpose_cli.engine.evaluator import coco_stats, person_box_stats
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image, per_image
 from hrpose_cli.engine.runtime import resolve_device
+from hrpose_cli.engine.stage_clock import StageClock, describe, merge
 from hrpose_cli.engine.thresholds import EVAL_THRESHOLD
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
@@ -176,20 +177,27 @@ def run_model_eval(
         raise HrposeError(f"{images}: images folder not found")
     dataset = CocoKeypoints.load(ann)
     box_stats = None
+    clock = StageClock()  # host stages here; the device ones come with the estimates
     if boxes == "detector":
         threshold = EVAL_THRESHOLD if det_threshold is None else det_threshold
-        predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
+        with clock.host("load_model"):
+            predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
         records, estimates = detect_records(predictor, dataset, Path(images), threshold, batch, workers, skip_bad_images)
         box_stats = person_box_stats(dataset, [{"image_id": r.image_id, "category_id": 1, "bbox": [float(v) for v in r.bbox],
                                                 "score": r.score} for r in records])
     else:
         records = person_records(dataset, Path(images), boxes)
         decoded = decode_records(records, batch, workers, pin_memory=resolve_device(device).type == "cuda")
-        predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
+        with clock.host("load_model"):  # compiling, cuDNN autotuning and the CUDA graph's recording included
+            predictor = _checked(load_predictor(weights, device, flip, decode, compile, input_size, batch), weights, dataset)
         estimates = predict_records(predictor, records, batch, on_batch=on_batch, decoded=decoded,
                                     skip_bad_images=skip_bad_images)
-    results = coco_results(records, estimates, sigmas)
-    stats = coco_stats(dataset, results, sigmas)
+    loaded = clock.seconds()
+    with clock.host("nms"):
+        results = coco_results(records, estimates, sigmas)
+    with clock.host("evaluation"):
+        stats = coco_stats(dataset, results, sigmas)
+    stages = merge(loaded, estimates.timing.stages, clock.seconds())
     target = Path(results_out) if results_out else Path(out or "runs/eval") / "results.json"
     replaced = target.exists()
     write_json(target, results)
@@ -208,6 +216,7 @@ def run_model_eval(
         "persons_evaluated": t.persons,
         "persons_per_s": round(t.persons_per_s, 1),
         "data_wait_fraction": round(t.data_wait_fraction, 3),
+        "stage_seconds": stages,
     }
     if box_stats is not None:
         info["person_box_AP"] = round(box_stats["AP"], 4)
@@ -223,6 +232,8 @@ def run_model_eval(
         f"{t.persons} persons in {t.total_s:.2f} s on {predictor.runtime.device}: {t.persons_per_s:.0f} persons/s, "
         f"waiting for images {t.data_wait_fraction:.0%}; results written to {target}"
         + (" (replacing the previous one: give --out or --results-out to keep both)" if replaced else ""),
+        f"time by stage{' (GPU time, overlapping the host stages)' if predictor.runtime.device.type == 'cuda' else ''}: "
+        f"{describe(stages)}",
     ]
     if estimates.failures:
         header.append(f"[yellow]skipped {len(estimates.failures)} unreadable image(s) (their people count as missed):[/] "
