@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from hrpose_cli.cli.app import app
 from hrpose_cli.engine import compiling
 from hrpose_cli.engine.stage_clock import StageClock, describe, merge
-from hrpose_cli.model.hrnet import Bottleneck, HighResolutionModule, HRNetConfig, PoseHRNet
+from hrpose_cli.model.hrnet import BasicBlock, Bottleneck, HRNetConfig, PoseHRNet
 
 REPO = Path(__file__).resolve().parents[1]
 W32_KEYS = REPO / "tests" / "data" / "hrnet_w32_keys.txt"
@@ -66,8 +66,8 @@ def test_compile_regions_compiles_the_blocks_in_place_and_keeps_the_state_dict()
     model = PoseHRNet(HRNetConfig.from_arch("w32"), random_init=False)
     keys = list(model.state_dict())
     assert compiling.compile_regions(model) is model
-    blocks = [m for m in model.modules() if isinstance(m, (HighResolutionModule, Bottleneck))]
-    assert len(blocks) == 4 + 1 + 4 + 3  # layer1's Bottlenecks and the modules of stages 2, 3 and 4
+    blocks = [m for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck))]
+    assert len(blocks) == 4 + 4 * (2 * 1 + 3 * 4 + 4 * 3)  # layer1's Bottlenecks; 4 BasicBlocks per branch and module
     assert all(m._compiled_call_impl is not None for m in blocks)
     official = [line.split("\t")[0] for line in W32_KEYS.read_text().splitlines() if line and not line.startswith("#")]
     assert list(model.state_dict()) == keys == official  # the official layout, no _orig_mod. prefixes
