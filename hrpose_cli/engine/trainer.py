@@ -594,9 +594,10 @@ class _Trainer:
     def _validate(self, epoch: int) -> dict[str, float]:
         """COCO AP with GT boxes and flip test, through the same pipeline as `hrpose eval`.
 
-        The Predictor is built once around the unwrapped network (not the DDP or compiled wrapper), with a
-        runtime that does not compile: building it moves nothing and wraps nothing, and it shares the
-        training weights (or their average, under --ema). The network is put back in train mode afterwards.
+        The Predictor is built once around the unwrapped network (not the DDP wrapper), with a runtime that
+        does not compile again (under --compile the blocks are compiled in place already): building it moves
+        nothing and wraps nothing, and it shares the training weights (or their average, under --ema). The
+        network is put back in train mode afterwards.
         """
         from hrpose_cli.engine.model_eval import evaluate_predictor
         from hrpose_cli.engine.predictor import Predictor
