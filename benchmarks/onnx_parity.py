@@ -4,7 +4,7 @@ the ten COCO numbers, for fp32 and fp16 exports of the same weights.
     python benchmarks/onnx_parity.py [--weights W] [--data ../shared/data] [--half]
 
 Each export is made by hrpose export's code into a temporary folder; both runtimes run on the CPU through
-the same Predictor (GT boxes, flip test, argmax), the AP through run_model_eval, as `hrpose eval` does.
+the same Predictor (GT boxes, flip test, argmax), the AP through Model.evaluate, as `hrpose eval` does.
 Without --weights: the default model. ``--random-w32 FILE`` makes a W32 of the official layout instead
 (no official checkpoint is at hand): randomly initialised, its BatchNorm statistics then measured on real
 crops of coco-real train and its final layer scaled so that the heatmaps spread like a trained model's
@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hrpose_cli.api import load
 from hrpose_cli.data.coco import CocoKeypoints
 from hrpose_cli.engine.inference import load_predictor
-from hrpose_cli.engine.model_eval import decode_records, predict_records, run_model_eval
+from hrpose_cli.engine.model_eval import decode_records, predict_records
 from hrpose_cli.engine.onnx_pose import export_pose
 from hrpose_cli.engine.predictor import Predictor
 from hrpose_cli.engine.runtime import Runtime
@@ -65,14 +66,14 @@ def main() -> None:
     images = args.data / "coco-real" / "images"
     records = CocoKeypoints.load(ann).persons(images)
     torch_run = predict_records(load_predictor(args.weights, "cpu"), records, 64, 0, keep_heatmaps=True)
-    torch_stats = run_model_eval(ann, images, args.weights, device="cpu", workers=0, out=Path(tempfile.mkdtemp()))[0]
+    torch_stats = load(args.weights, "cpu", detector=False).evaluate(ann, images, workers=0).stats
     print(f"{args.weights or 'default model'} on {ann.parent.parent.name} val: {len(records)} persons, flip test, "
           f"torch AP {torch_stats['AP']:.4f}")
     with tempfile.TemporaryDirectory() as tmp:
         for half in (False, True) if args.half else (False,):
             path = export_pose(args.weights, Path(tmp) / f"model{'16' if half else ''}.onnx", half=half).path
             run = predict_records(load_predictor(path, "cpu"), records, 64, 0, keep_heatmaps=True)
-            stats = run_model_eval(ann, images, path, device="cpu", workers=0, out=Path(tmp))[0]
+            stats = load(path, "cpu", detector=False).evaluate(ann, images, workers=0).stats
             heatmaps = np.abs(run.heatmaps - torch_run.heatmaps).max()
             xy = np.abs(run.keypoints[..., :2] - torch_run.keypoints[..., :2])
             scores = np.abs(run.keypoints[..., 2] - torch_run.keypoints[..., 2]).max()

@@ -1,17 +1,17 @@
 """hrpose: top-down human pose estimation with HRNet on COCO-format data.
 
-``load``, ``evaluate``, ``Model`` and ``Result`` (see hrpose_cli.api) are imported on first use, so that
-``import hrpose_cli`` (and the command's ``--help``) stays cheap: torch loads only with a model.
+``load``, ``evaluate``, ``Model``, ``Result`` and ``Evaluation`` (see hrpose_cli.api) are imported on first use,
+so that ``import hrpose_cli`` (and the command's ``--help``) stays cheap: torch loads only with a model.
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers read the name)
 __version__ = "0.1.0"
-__all__ = ["Model", "Result", "evaluate", "load"]
+__all__ = ["Evaluation", "Model", "Result", "evaluate", "load"]
 
 if TYPE_CHECKING:
-    from hrpose_cli.api import Model, Result, evaluate, load
+    from hrpose_cli.api import Evaluation, Model, Result, evaluate, load
 
 
 def __getattr__(name: str):

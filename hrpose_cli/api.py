@@ -1,12 +1,15 @@
-"""The Python API: ``load`` a pose model, ``Model.predict`` keypoints in images, ``evaluate`` them against COCO.
+"""The Python API: ``load`` a pose model, ``Model.predict`` keypoints in images, ``Model.evaluate`` it on a
+COCO keypoint set, ``evaluate`` results against one.
 
-`hrpose predict` runs images through ``Model.run`` as well: the command and a script take one path through
-the engine. Torch is imported here, so ``hrpose_cli`` exposes these names lazily (see its ``__getattr__``).
+`hrpose predict` runs images through ``Model.run`` and `hrpose eval` through ``Model.evaluate`` (itself on
+``Model.run``): the commands and a script take one path through the engine. Torch is imported here, so
+``hrpose_cli`` exposes these names lazily (see its ``__getattr__``).
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, Union
@@ -18,9 +21,10 @@ from hrpose_cli.core.schema import KEYPOINT_NAMES, SKELETON
 from hrpose_cli.data.images import IMAGE_SUFFIXES, ImageBatch, PackedImages, expand_inputs
 from hrpose_cli.engine import inference
 from hrpose_cli.engine.detector import PersonDetector
-from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD
+from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD, keypoint_results, person_records
 from hrpose_cli.engine.predictor import PersonBox, Predictor, Timing, group_by_image
-from hrpose_cli.engine.thresholds import PREDICT_THRESHOLD
+from hrpose_cli.engine.stage_clock import StageClock, merge
+from hrpose_cli.engine.thresholds import EVAL_THRESHOLD, PREDICT_THRESHOLD, check_det_threshold
 from hrpose_cli.errors import HrposeError
 
 Source = Union[str, Path, np.ndarray, Sequence[Union[str, Path, np.ndarray]]]
@@ -75,12 +79,33 @@ class Run:
     device: str
 
 
+@dataclass
+class Evaluation:
+    """What Model.evaluate measured on a COCO keypoint set: the ten COCO numbers (AP, AP50, ..., ARl), the
+    results records scored, and with boxes="detector" the detector's person boxes and their box AP."""
+
+    stats: dict[str, float]
+    results: list[dict] = field(repr=False)  # COCO keypoint results, rescored and OKS-NMS'd per image
+    images: int  # in the annotation file
+    people: int  # people it annotates
+    boxes: str  # "gt", "detector" or the detections file
+    det_threshold: float | None  # the detector's score threshold (boxes="detector")
+    detections: list[dict] | None = field(repr=False)  # the detector's boxes as COCO detection results
+    box_stats: dict[str, float] | None  # their person box AP (pycocotools, iouType bbox), keyed as stats
+    failures: list[str]  # one line per image skipped (skip_bad_images); its people count as missed
+    timing: Timing
+    device: str
+
+
 class Model:
     """A pose model on a device, with the person detector in front of it (unless loaded with detector=False)."""
 
-    def __init__(self, loader: Callable[[], Predictor], device: str, detector: str | None, det_threshold: float):
+    def __init__(self, loader: Callable[[], Predictor], device: str, detector: str | None, det_threshold: float,
+                 weights: Path | None = None):
         self._loader = loader
+        self.weights = weights  # None: the embedded default model
         self._predictor: Predictor | None = None
+        self.load_s = 0.0  # seconds the predictor took to load (compiling and the CUDA graph's recording included)
         self._detector: PersonDetector | None = None
         self.device_name = device
         self.detector_name = detector
@@ -90,7 +115,9 @@ class Model:
     def predictor(self) -> Predictor:
         """The engine's Predictor, loaded on first use (so the command can start decoding images first)."""
         if self._predictor is None:
+            start = time.perf_counter()
             self._predictor = self._loader()
+            self.load_s = time.perf_counter() - start
         return self._predictor
 
     @property
@@ -114,7 +141,63 @@ class Model:
         workers, skipping unreadable images, a progress callback and the timing."""
         keys, arrays = _images(source, rgb)
         per_image_boxes = _per_image(boxes, len(keys))
-        detect = per_image_boxes is None and self.detector_name is not None
+        detect_at = self.det_threshold if per_image_boxes is None and self.detector_name is not None else None
+        return self._run(keys, arrays, per_image_boxes, box_scores, detect_at, flip=flip, batch=batch,
+                         heatmaps=heatmaps, workers=workers, skip_bad_images=skip_bad_images, on_batch=on_batch)
+
+    def evaluate(self, ann: str | Path, images: str | Path, boxes: str | Path = "gt", *, flip: bool | None = None,
+                 batch: int = 64, workers: int | None = None, det_threshold: float | None = None,
+                 sigmas: np.ndarray | None = None, skip_bad_images: bool = False,
+                 on_batch: Callable[[int, int], None] | None = None) -> Evaluation:
+        """The model on every person of the COCO keypoint set ``ann`` (its images in the folder ``images``),
+        scored by pycocotools as `hrpose eval` scores it. ``boxes``: "gt" (the annotations' boxes, cleaned as
+        the official code), "detector" (the shipped one at ``det_threshold``, default 0.05, on every image),
+        or a COCO detection results file. ``sigmas``: OKS sigmas for keypoint sets other than COCO-17."""
+        from hrpose_cli.data.coco import CocoKeypoints
+        from hrpose_cli.engine.evaluator import coco_stats, person_box_stats
+
+        images = Path(images)
+        if not images.is_dir():
+            raise HrposeError(f"{images}: images folder not found")
+        dataset = CocoKeypoints.load(Path(ann))
+        detect = str(boxes) == "detector"
+        threshold = check_det_threshold(det_threshold, EVAL_THRESHOLD) if detect else None
+        image_ids, per_image_boxes, box_scores = _eval_persons(dataset, images, None if detect else str(boxes))
+        loads_now = self._predictor is None  # lazily, inside the run: then load_model is one of its stages
+
+        def check(predictor: Predictor) -> None:
+            if predictor.config.num_joints != dataset.num_joints:
+                raise HrposeError(f"{self.weights or 'the default model'}: the model predicts "
+                                  f"{predictor.config.num_joints} keypoints, {dataset.path} labels {dataset.num_joints}")
+
+        run = self._run(list(image_ids), None, per_image_boxes, box_scores, threshold, flip=flip, batch=batch,
+                        workers=workers, skip_bad_images=skip_bad_images, on_batch=on_batch, check=check)
+        ids = [image_ids[r.path] for r in run.results for _ in range(len(r))]
+        boxes_used = np.concatenate([r.boxes for r in run.results] or [np.zeros((0, 4))])
+        keypoints = np.concatenate([r.keypoints for r in run.results] or [np.zeros((0, dataset.num_joints, 3))])
+        scores = np.concatenate([r.scores for r in run.results] or [np.zeros(0)])
+        clock = StageClock()
+        with clock.host("nms"):
+            results = keypoint_results(ids, keypoints, scores, boxes_used, self.predictor.aspect_ratio, sigmas)
+        detections = box_stats = None
+        with clock.host("evaluation"):
+            if detect:
+                detections = [{"image_id": image_ids[r.path], "category_id": 1, "bbox": [float(v) for v in box],
+                               "score": float(score)} for r in run.results for box, score in zip(r.boxes, r.box_scores)]
+                box_stats = person_box_stats(dataset, detections)
+            stats = coco_stats(dataset, results, sigmas)
+        run.timing.stages = merge({"load_model": self.load_s} if loads_now else {}, run.timing.stages, clock.seconds())
+        return Evaluation(stats, results, len(dataset.image_ids), dataset.num_people,
+                          str(boxes), threshold, detections, box_stats, run.failures, run.timing, run.device)
+
+    def _run(self, keys: list, arrays: dict | None, per_image_boxes: list[np.ndarray] | None, box_scores,
+             detect_at: float | None, *, flip: bool | None, batch: int, heatmaps: bool = False,
+             workers: int | None = None, skip_bad_images: bool = False,
+             on_batch: Callable[[int, int], None] | None = None,
+             check: Callable[[Predictor], None] | None = None) -> Run:
+        """run, on image keys already found: the given boxes, or the detector at ``detect_at`` (None: no
+        detection, whole images without boxes). ``check`` vets the predictor once it is loaded."""
+        detect = detect_at is not None
         paths, persons = _plan(keys, per_image_boxes, box_scores)
         device_type = inference.resolve_device(self.device_name).type
         per_batch = inference.images_per_detection_batch(batch, device_type) if detect else batch
@@ -123,8 +206,10 @@ class Model:
         else:
             decoded = iter([ImageBatch(PackedImages.pack([arrays[key] for key, _ in chunk]), [item for _, item in chunk])
                             for chunk in group_by_image(paths, persons, per_batch)])
+        if check is not None:
+            check(self.predictor)
         predictor = _with_flip(self.predictor, flip)
-        people = inference.DetectedPeople(self.detector) if detect else None
+        people = inference.DetectedPeople(self._detector_at(detect_at)) if detect else None
         estimates = inference.predict_images(predictor, decoded, None if people else len(persons), heatmaps,
                                              on_batch=on_batch, people=people, paths=paths,
                                              skip_bad_images=skip_bad_images)
@@ -154,6 +239,17 @@ class Model:
             ))
         return Run(results, estimates.failures, estimates.timing, str(predictor.runtime.device))
 
+    def _detector_at(self, threshold: float) -> PersonDetector:
+        """The detector with the score threshold ``threshold``: the same network, another cut-off."""
+        detector = self.detector
+        if detector is None:
+            raise HrposeError("this model was loaded with detector=False: load(..., detector=True) to detect people")
+        if detector.threshold == threshold:
+            return detector
+        other = copy.copy(detector)
+        other.threshold = threshold
+        return other
+
 
 def load(weights: str | Path | None = None, device: str = "auto", detector: bool | str = True, *, flip: bool = True,
          decode: str = "argmax", compile: bool = False, input_size: tuple[int, int] | None = None, batch: int = 64,
@@ -164,7 +260,7 @@ def load(weights: str | Path | None = None, device: str = "auto", detector: bool
     detector_name = None if detector is False else "nanodet" if detector is True else str(detector)
     weights_path = None if weights is None else Path(weights)
     model = Model(lambda: inference.load_predictor(weights_path, device, flip, decode, compile, input_size, batch),
-                  device, detector_name, det_threshold)
+                  device, detector_name, det_threshold, weights_path)
     if not lazy:  # load both now, so that a bad weights or detector file fails here, not at the first image
         _ = (model.predictor, model.detector)
     return model
@@ -219,6 +315,20 @@ def _images(source: Source, rgb: bool) -> tuple[list, dict | None]:
     if not images:
         raise HrposeError("predict: no images given")
     return images, None
+
+
+def _eval_persons(dataset, images: Path, boxes: str | None) -> tuple[dict[Path, int], list[np.ndarray] | None,
+                                                                     list[list[float]] | None]:
+    """Evaluation's images (path -> image id, in order) with their boxes and box scores: every image for the
+    detector (``boxes`` None), else the images of person_records (GT boxes or a detections file), grouped."""
+    if boxes is None:
+        return {dataset.image_path(i, images): i for i in dataset.image_ids}, None, None
+    by_image: dict[Path, list] = {}
+    for record in person_records(dataset, images, boxes):
+        by_image.setdefault(record.image_path, []).append(record)
+    return ({key: people[0].image_id for key, people in by_image.items()},
+            [np.array([r.bbox for r in people]) for people in by_image.values()],
+            [[r.score for r in people] for people in by_image.values()])
 
 
 def _per_image(boxes, count: int) -> list[np.ndarray] | None:

@@ -101,3 +101,41 @@ def test_evaluate_matches_hrpose_eval(fixture_data, tmp_path):
     assert list(stats) == ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
     assert stats == hrpose_cli.evaluate(ann, results)
     assert all(stats[name] == json.loads(out.read_text())[name] for name in stats) and 0 < stats["AP"] <= 1
+
+
+@pytest.mark.parametrize("boxes", ["gt", "dets"])
+def test_model_evaluate_matches_hrpose_eval_json(fixture_data, model, tmp_path, boxes):
+    ann, images = fixture_data / "person_keypoints.json", fixture_data / "images"
+    if boxes == "dets":  # a detections file in no image's order, with scores: its own path through rescoring
+        rng = np.random.default_rng(1)
+        annotations = json.loads(ann.read_text())["annotations"]
+        dets = [{"image_id": a["image_id"], "category_id": 1, "score": round(float(rng.uniform(0.3, 1)), 3),
+                 "bbox": (np.array(a["bbox"]) + rng.normal(0, 2, 4) * [1, 1, 0, 0]).tolist()}
+                for a in (annotations[i] for i in rng.permutation(len(annotations)))]
+        boxes = str(tmp_path / "dets.json")
+        Path(boxes).write_text(json.dumps(dets))
+    out, written = tmp_path / "stats.json", tmp_path / "results.json"
+    args = ["eval", "--ann", str(ann), "--images", str(images), "--boxes", boxes, "--device", "cpu", "--workers", "0",
+            "--json", str(out), "--results-out", str(written)]
+    cli = CliRunner().invoke(app, args)
+    assert cli.exit_code == 0, cli.output
+    evaluation = model.evaluate(ann, images, boxes, workers=0)
+    reported = json.loads(out.read_text())
+    assert evaluation.stats == {name: reported[name] for name in evaluation.stats} and evaluation.stats["AP"] > 0.5
+    assert evaluation.results == json.loads(written.read_text())
+    assert (evaluation.images, evaluation.people, evaluation.timing.persons) == (4, 25, reported["persons_evaluated"])
+    assert evaluation.box_stats is None and evaluation.detections is None and evaluation.failures == []
+
+
+def test_model_evaluate_errors_are_one_line(fixture_data, tmp_path):
+    ann, images = fixture_data / "person_keypoints.json", fixture_data / "images"
+    plain = hrpose_cli.load(device="cpu", detector=False)
+    with pytest.raises(HrposeError, match="images folder not found"):
+        plain.evaluate(ann, tmp_path / "missing")
+    with pytest.raises(HrposeError, match="detector=False"):
+        plain.evaluate(ann, images, boxes="detector")
+    with pytest.raises(HrposeError, match="must lie strictly between 0 and 1"):
+        plain.evaluate(ann, images, boxes="detector", det_threshold=1.5)
+    from hrpose_cli.api import Evaluation
+
+    assert hrpose_cli.Evaluation is Evaluation  # exported lazily, as load and evaluate are

@@ -44,6 +44,12 @@ def test_box_to_center_scale_hand_checked():
     assert np.allclose(scale, [[150 / 200 * 1.25, 200 / 200 * 1.25]])
 
 
+def test_padded_areas_hand_checked():
+    # 60x100 at 0.75: too tall, the width grows to 75; padded x1.25 to 93.75 x 125 (the official OKS-NMS area).
+    areas = geometry.padded_areas(np.array([[5, 5, 60, 100], [0, 0, 100, 100]]), aspect_ratio=0.75)
+    assert np.allclose(areas, [93.75 * 125, 125 * (100 / 0.75 * 1.25)])
+
+
 def test_crop_matrices_equal_official_three_point_construction():
     rng = np.random.default_rng(0)
     for _ in range(20):

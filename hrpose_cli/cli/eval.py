@@ -1,7 +1,7 @@
 """`hrpose eval`: the ten COCO keypoint numbers for a results file, or for a model run on a dataset."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from hrpose_cli.engine.evaluator import STAT_NAMES, coco_stats
 from hrpose_cli.engine.thresholds import EVAL_THRESHOLD, check_det_threshold
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import check_writable, write_json
+
+if TYPE_CHECKING:  # the API imports torch: model mode imports it when it runs
+    from hrpose_cli.api import Evaluation, Model
 
 STAT_LABELS = {
     "AP": "AP @ OKS 0.50:0.95",
@@ -41,6 +44,57 @@ def render_stats(stats: dict[str, float], header_lines: list[str]) -> None:
     for name in STAT_NAMES:
         table.add_row(STAT_LABELS[name], name, f"{stats[name]:.4f}")
     console.print(table)
+
+
+def model_report(model: "Model", evaluation: "Evaluation", ann: Path, target: Path, flip: bool,
+                 decode: str) -> tuple[list[str], dict]:
+    """Write the results file to ``target``; the header lines for the table and the extra keys for --json."""
+    from hrpose_cli.engine.inference import default_note
+    from hrpose_cli.engine.stage_clock import describe
+
+    replaced = target.exists()
+    write_json(target, evaluation.results)
+    t, box_stats, config = evaluation.timing, evaluation.box_stats, model.predictor.config
+    boxes = evaluation.boxes
+    box_source = ("GT boxes (cleaned as the official code)" if boxes == "gt" else
+                  f"the shipped person detector (score >= {evaluation.det_threshold})" if boxes == "detector"
+                  else f"detections {boxes}")
+    info = {
+        "ann": str(ann),
+        "images": evaluation.images,
+        "people": evaluation.people,
+        "boxes": box_source,
+        "weights": str(model.weights) if model.weights else "default model",
+        "flip": flip,
+        "decode": decode,
+        "results_out": str(target),
+        "persons_evaluated": t.persons,
+        "persons_per_s": round(t.persons_per_s, 1),
+        "data_wait_fraction": round(t.data_wait_fraction, 3),
+        "stage_seconds": t.stages,
+    }
+    if box_stats is not None:
+        info["person_box_AP"] = round(box_stats["AP"], 4)
+        info["person_box_AP50"] = round(box_stats["AP50"], 4)
+    note = default_note(model.predictor, model.weights)
+    header = [f"[yellow]default model:[/] {note}"] if note else []
+    header += [
+        f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",
+        f"boxes: {box_source}; model: {info['weights']} ({config.arch}, "
+        f"{config.input_size[0]}x{config.input_size[1]}); flip {'on' if flip else 'off'}; decode {decode}",
+        *([f"person boxes of the detector: AP {box_stats['AP']:.4f}, AP50 {box_stats['AP50']:.4f}, "
+           f"AR {box_stats['AR']:.4f} (pycocotools, iouType bbox, {len(evaluation.detections)} boxes)"] if box_stats else []),
+        f"{t.persons} persons in {t.total_s:.2f} s on {evaluation.device}: {t.persons_per_s:.0f} persons/s, "
+        f"waiting for images {t.data_wait_fraction:.0%}; results written to {target}"
+        + (" (replacing the previous one: give --out or --results-out to keep both)" if replaced else ""),
+        f"time by stage{' (GPU time, overlapping the host stages)' if evaluation.device.startswith('cuda') else ''}: "
+        f"{describe(t.stages)}",
+    ]
+    if evaluation.failures:
+        header.append(f"[yellow]skipped {len(evaluation.failures)} unreadable image(s) (their people count as missed):[/] "
+                      + "; ".join(evaluation.failures))
+        info["skipped_images"] = len(evaluation.failures)
+    return header, info
 
 
 def evaluate(
@@ -111,19 +165,19 @@ def evaluate(
         check_det_threshold(det_threshold, EVAL_THRESHOLD)
         check_writable(results_out)
         check_writable(out, folder=True)
-        try:
-            from hrpose_cli.engine.model_eval import run_model_eval
-        except ImportError as err:
-            if err.name != "hrpose_cli.engine.model_eval":
-                raise
-            raise HrposeError("evaluating with a model is not built yet: pass --results") from None
-        # run_model_eval returns the ten numbers, the header lines to print and the extra keys for --json.
-        stats, header, info = run_model_eval(
-            ann=ann, images=images, weights=weights, boxes=boxes, flip=flip, results_out=results_out,
-            device=device, batch=batch, workers=workers, decode=decode, compile=compile,
-            input_size=options.parse_input_size(input_size), out=out, sigmas=oks_sigmas, det_threshold=det_threshold,
-            skip_bad_images=skip_bad_images,
-        )
+        if images is None:
+            raise HrposeError("--images is needed with --ann to run a model (or pass --results to score a file)")
+        from hrpose_cli.api import load
+
+        detector = boxes == "detector"
+        threshold = check_det_threshold(det_threshold, EVAL_THRESHOLD)
+        model = load(weights, device, detector=detector, flip=flip, decode=decode, compile=compile,
+                     input_size=options.parse_input_size(input_size), batch=batch, det_threshold=threshold, lazy=True)
+        evaluation = model.evaluate(ann, images, boxes, batch=batch, workers=workers, det_threshold=threshold,
+                                    sigmas=oks_sigmas, skip_bad_images=skip_bad_images)
+        stats = evaluation.stats
+        header, info = model_report(model, evaluation, ann, Path(results_out or Path(out or "runs/eval") / "results.json"),
+                                    flip, decode)
 
     render_stats(stats, header)
     if analyze:

@@ -35,6 +35,12 @@ def box_to_center_scale(
     return center, scale
 
 
+def padded_areas(boxes: np.ndarray, aspect_ratio: float, padding: float = BOX_PADDING) -> np.ndarray:
+    """Box areas (N,) in pixels after the aspect fix and padding: the crop's area, which the official OKS-NMS
+    uses as each person's area."""
+    return np.prod(box_to_center_scale(boxes, aspect_ratio, padding)[1] * PIXEL_STD, axis=1)
+
+
 def crop_matrices(
     center: np.ndarray,
     scale: np.ndarray,

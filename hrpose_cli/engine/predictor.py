@@ -77,11 +77,6 @@ class Estimates:
     failures: list[str] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
 
-    @property
-    def padded_areas(self) -> np.ndarray:
-        """Box areas after the aspect fix and padding: the area the official OKS-NMS uses."""
-        return np.prod(self.scales * geometry.PIXEL_STD, axis=1)
-
 
 class PoseGraph(nn.Module):
     """The network with the flip test and argmax decoding folded in: normalised crops (N, 3, H, W) ->

@@ -1,0 +1,125 @@
+"""Person boxes without keypoints for the teacher to label: the people a labelled set leaves out, and video frames.
+
+    python benchmarks/unlabelled_people.py OUT [--set NAME ANN IMAGES ...] [--video NAME VIDEO --every 4]
+                                           [--min-height 48] [--device cpu]
+
+For each ``--set`` (a COCO keypoint file and its images): the persons it has boxes for but no keypoints
+(``num_keypoints`` 0, not crowd), plus the shipped detector's boxes (predict threshold) that overlap none of its
+boxes or crowd regions (IoU < 0.3): people nobody labelled. For each ``--video``: every ``--every``-th frame,
+written as JPEG, with the detector's boxes. Boxes shorter than ``--min-height`` pixels are dropped (the teacher's
+answer for a person a few pixels tall teaches nothing). Writes ``OUT/NAME/annotations.json`` (COCO, boxes only;
+for videos ``OUT/NAME/images/``), the input of ``pack_crops.py --unlabelled``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import hrpose_cli
+from hrpose_cli.core.tracking import box_iou
+from hrpose_cli.errors import HrposeError
+from hrpose_cli.files import write_json
+
+NEW_OVERLAP = 0.3
+
+
+def _record(image_id: int, index: int, box, score: float | None) -> dict:
+    x, y, w, h = (float(v) for v in box)
+    record = {"id": image_id * 100 + index, "image_id": image_id, "category_id": 1, "bbox": [x, y, w, h],
+              "area": w * h, "iscrowd": 0,
+              "num_keypoints": 0, "keypoints": [0] * 51}
+    if score is not None:
+        record["det_score"] = round(float(score), 4)
+    return record
+
+
+def from_set(model, ann: Path, images_dir: Path, min_height: float) -> tuple[dict, dict]:
+    """A labelled set's people without keypoints: its own unlabelled boxes and the detector's new ones."""
+    data = json.loads(ann.read_text())
+    by_image: dict[int, list[dict]] = {}
+    for a in data["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    images = data["images"]
+    results = model.predict([images_dir / im["file_name"] for im in images])
+    out, counts = [], {"unlabelled_boxes": 0, "detector_boxes": 0}
+    for im, result in zip(images, results):
+        known = by_image.get(im["id"], [])
+        index = 0
+        for a in known:
+            if a.get("num_keypoints", 0) == 0 and not a.get("iscrowd") and a["bbox"][3] >= min_height:
+                out.append(_record(im["id"], index, a["bbox"], None))
+                index += 1
+                counts["unlabelled_boxes"] += 1
+        known_boxes = np.array([a["bbox"] for a in known], dtype=np.float64).reshape(-1, 4)
+        for box, score in zip(result.boxes, result.box_scores):
+            if box[3] >= min_height and (box_iou(box, known_boxes) < NEW_OVERLAP).all():
+                out.append(_record(im["id"], index, box, score))
+                index += 1
+                counts["detector_boxes"] += 1
+    kept = {a["image_id"] for a in out}
+    coco = {"images": [im for im in images if im["id"] in kept], "annotations": out,
+            "categories": data.get("categories", [{"id": 1, "name": "person"}])}
+    return coco, counts
+
+
+def from_video(model, video: Path, frames_dir: Path, every: int, min_height: float, first_id: int) -> tuple[dict, dict]:
+    """Every ``every``-th frame of a video as a JPEG, with the detector's person boxes."""
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise HrposeError(f"{video}: cannot be read as a video")
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    images, paths, frame_index = [], [], 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if frame_index % every == 0:
+            name = f"{video.stem}_{frame_index:05d}.jpg"
+            cv2.imwrite(str(frames_dir / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            images.append({"id": first_id + frame_index, "file_name": name, "height": frame.shape[0],
+                           "width": frame.shape[1]})
+            paths.append(frames_dir / name)
+        frame_index += 1
+    capture.release()
+    out = []
+    for im, result in zip(images, model.predict(paths)):
+        boxes = [(b, s) for b, s in zip(result.boxes, result.box_scores) if b[3] >= min_height]
+        out += [_record(im["id"], i, b, s) for i, (b, s) in enumerate(boxes)]
+    kept = {a["image_id"] for a in out}
+    coco = {"images": [im for im in images if im["id"] in kept], "annotations": out,
+            "categories": [{"id": 1, "name": "person"}]}
+    return coco, {"frames": len(images), "detector_boxes": len(out)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--set", nargs=3, action="append", default=[], metavar=("NAME", "ANN", "IMAGES"))
+    parser.add_argument("--video", nargs=2, action="append", default=[], metavar=("NAME", "VIDEO"))
+    parser.add_argument("--every", type=int, default=4)
+    parser.add_argument("--min-height", type=float, default=48.0)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    model = hrpose_cli.load(device=args.device)
+    summary = {}
+    for name, ann, images in args.set:
+        coco, summary[name] = from_set(model, Path(ann), Path(images), args.min_height)
+        write_json(args.out / name / "annotations.json", coco)
+    for number, (name, video) in enumerate(args.video):
+        coco, summary[name] = from_video(model, Path(video), args.out / name / "images", args.every,
+                                         args.min_height, 990000000 + number * 100000)
+        write_json(args.out / name / "annotations.json", coco)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except HrposeError as error:
+        sys.exit(f"error: {error}")
