@@ -9,6 +9,7 @@ COCO keypoint set, ``evaluate`` results against one.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, Union
@@ -22,6 +23,7 @@ from hrpose_cli.engine import inference
 from hrpose_cli.engine.detector import PersonDetector
 from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD, keypoint_results, person_records
 from hrpose_cli.engine.predictor import PersonBox, Predictor, Timing, group_by_image
+from hrpose_cli.engine.stage_clock import StageClock, merge
 from hrpose_cli.engine.thresholds import EVAL_THRESHOLD, PREDICT_THRESHOLD, check_det_threshold
 from hrpose_cli.errors import HrposeError
 
@@ -113,6 +115,7 @@ class Model:
         self._loader = loader
         self.weights = weights  # None: the embedded default model
         self._predictor: Predictor | None = None
+        self.load_s = 0.0  # seconds the predictor took to load (compiling and the CUDA graph's recording included)
         self._detector: PersonDetector | None = None
         self.device_name = device
         self.detector_name = detector
@@ -122,7 +125,9 @@ class Model:
     def predictor(self) -> Predictor:
         """The engine's Predictor, loaded on first use (so the command can start decoding images first)."""
         if self._predictor is None:
+            start = time.perf_counter()
             self._predictor = self._loader()
+            self.load_s = time.perf_counter() - start
         return self._predictor
 
     @property
@@ -171,6 +176,7 @@ class Model:
         detect = str(boxes) == "detector"
         threshold = check_det_threshold(det_threshold, EVAL_THRESHOLD) if detect else None
         image_ids, per_image_boxes, box_scores = _eval_persons(dataset, images, None if detect else str(boxes))
+        loads_now = self._predictor is None  # lazily, inside the run: then load_model is one of its stages
 
         def check(predictor: Predictor) -> None:
             if predictor.config.num_joints != dataset.num_joints:
@@ -186,13 +192,18 @@ class Model:
         warning = None
         if sigmas is None:
             sigmas, warning = self.predictor.schema.oks_sigmas, self.predictor.schema.uniform_sigma_warning()
-        results = keypoint_results(ids, keypoints, scores, boxes_used, self.predictor.aspect_ratio, sigmas)
+        clock = StageClock()
+        with clock.host("nms"):
+            results = keypoint_results(ids, keypoints, scores, boxes_used, self.predictor.aspect_ratio, sigmas)
         detections = box_stats = None
-        if detect:
-            detections = [{"image_id": image_ids[r.path], "category_id": 1, "bbox": [float(v) for v in box],
-                           "score": float(score)} for r in run.results for box, score in zip(r.boxes, r.box_scores)]
-            box_stats = person_box_stats(dataset, detections)
-        return Evaluation(coco_stats(dataset, results, sigmas), results, len(dataset.image_ids), dataset.num_people,
+        with clock.host("evaluation"):
+            if detect:
+                detections = [{"image_id": image_ids[r.path], "category_id": 1, "bbox": [float(v) for v in box],
+                               "score": float(score)} for r in run.results for box, score in zip(r.boxes, r.box_scores)]
+                box_stats = person_box_stats(dataset, detections)
+            stats = coco_stats(dataset, results, sigmas)
+        run.timing.stages = merge({"load_model": self.load_s} if loads_now else {}, run.timing.stages, clock.seconds())
+        return Evaluation(stats, results, len(dataset.image_ids), dataset.num_people,
                           str(boxes), threshold, detections, box_stats, run.failures, run.timing, run.device,
                           sigmas, warning)
 

@@ -51,6 +51,7 @@ def model_report(model: "Model", evaluation: "Evaluation", ann: Path, target: Pa
                  decode: str) -> tuple[list[str], dict]:
     """Write the results file to ``target``; the header lines for the table and the extra keys for --json."""
     from hrpose_cli.engine.inference import default_note
+    from hrpose_cli.engine.stage_clock import describe
 
     replaced = target.exists()
     write_json(target, evaluation.results)
@@ -72,6 +73,7 @@ def model_report(model: "Model", evaluation: "Evaluation", ann: Path, target: Pa
         "persons_evaluated": t.persons,
         "persons_per_s": round(t.persons_per_s, 1),
         "data_wait_fraction": round(t.data_wait_fraction, 3),
+        "stage_seconds": t.stages,
     }
     if box_stats is not None:
         info["person_box_AP"] = round(box_stats["AP"], 4)
@@ -88,6 +90,8 @@ def model_report(model: "Model", evaluation: "Evaluation", ann: Path, target: Pa
         f"{t.persons} persons in {t.total_s:.2f} s on {evaluation.device}: {t.persons_per_s:.0f} persons/s, "
         f"waiting for images {t.data_wait_fraction:.0%}; results written to {target}"
         + (" (replacing the previous one: give --out or --results-out to keep both)" if replaced else ""),
+        f"time by stage{' (GPU time, overlapping the host stages)' if evaluation.device.startswith('cuda') else ''}: "
+        f"{describe(t.stages)}",
     ]
     if evaluation.failures:
         header.append(f"[yellow]skipped {len(evaluation.failures)} unreadable image(s) (their people count as missed):[/] "

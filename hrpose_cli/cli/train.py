@@ -320,6 +320,11 @@ def _summary(result: "trainer.TrainResult") -> None:
     table.add_row("best AP", best)
     table.add_row("images/s", f"{result.images_per_s:.0f}")
     table.add_row("data-wait", f"{100 * result.data_wait_fraction:.1f}%")
+    from hrpose_cli.engine.stage_clock import describe, merge
+
+    stages = merge(*(m["stage_seconds"] for m in result.history if "stage_seconds" in m))
+    if stages:  # all epochs of this call; on CUDA the device stages are GPU time, overlapping data_wait
+        table.add_row("time by stage", describe(stages))
     if result.skipped_images:
         table.add_row("skipped images", str(len(result.skipped_images)))
     table.add_row("run folder", str(result.run_dir))

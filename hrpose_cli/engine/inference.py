@@ -172,6 +172,8 @@ class DetectedPeople:
     so that images where nobody was found can be told apart from images that failed to decode.
     """
 
+    stage = "detector"  # estimate() times it as a stage of its own
+
     def __init__(self, detector: PersonDetector):
         self.detector = detector
         self.per_item: list[tuple[object, Detections]] = []

@@ -20,6 +20,7 @@ from hrpose_cli.core import codec, geometry
 from hrpose_cli.core.schema import KeypointSchema, for_joints
 from hrpose_cli.data.images import ImageBatch, PackedImages
 from hrpose_cli.engine.runtime import Runtime
+from hrpose_cli.engine.stage_clock import StageClock
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.hrnet import HRNetConfig
 
@@ -46,12 +47,14 @@ class CropBatch:
 
 @dataclass
 class Timing:
-    """Where the wall time went: waiting for decoded images vs. everything else."""
+    """Where the wall time went: waiting for decoded images vs. everything else, and seconds per stage
+    (StageClock: data_wait, upload, detector where it runs, warps, network, decode)."""
 
     persons: int = 0
     images: int = 0
     data_wait_s: float = 0.0
     total_s: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def persons_per_s(self) -> float:
@@ -126,9 +129,10 @@ class Predictor:
     ):
         """``model`` is the torch network, or a PoseRunner with the flip test already inside (an ONNX model,
         whose ``flip`` must be ``flip``). ``pad_batches_to`` pads every batch to that many persons: the network
-        then sees one shape, so cuDNN autotunes and torch.compile compiles once, not again for every new batch size.
-        ``schema`` is the model's keypoint set (its flip pairs drive the flip test); None: that of a file
-        carrying none (COCO-17 for 17 joints)."""
+        then sees one shape, so cuDNN autotunes and torch.compile compiles once, not again for every new batch
+        size, and on CUDA (runtime.cuda_graphs) the forward is replayed as one recorded CUDA graph. ``schema`` is
+        the model's keypoint set (its flip pairs drive the flip test); None: that of a file carrying none
+        (COCO-17 for 17 joints)."""
         self.config = config
         self.schema = schema if schema is not None else for_joints(config.num_joints)
         if self.schema.num_joints != config.num_joints:
@@ -145,6 +149,10 @@ class Predictor:
         if isinstance(model, nn.Module):
             self.model: nn.Module | None = runtime.prepare(model.eval())
             self.graph: PoseRunner = PoseGraph(self.model, self.flip_perm, flip, runtime.channels_last)
+            if pad_batches_to and runtime.cuda_graphs and runtime.device.type == "cuda":
+                from hrpose_cli.engine.graphed import GraphedPose
+
+                self.graph = GraphedPose(self.graph, runtime, (pad_batches_to, 3, *self.input_hw))
         else:
             if model.flip != flip:
                 raise ValueError("the runner's flip test setting differs from the predictor's")
@@ -164,7 +172,7 @@ class Predictor:
         return CropBatch(geometry.normalize(raw), crop_to_image, centers, scales)
 
     def warm_up(self) -> None:
-        """One forward of the padded batch shape: compile and autotune before any timed work."""
+        """One forward of the padded batch shape: compile, autotune and record the CUDA graph before any timed work."""
         h, w = self.input_hw
         self.heatmaps(torch.zeros((self.pad_batches_to or 1, 3, h, w), device=self.runtime.device))
         self.runtime.synchronize()
@@ -198,11 +206,17 @@ class Predictor:
         image_xy = geometry.apply_affine(coords * self.stride, crop_to_image)
         return torch.cat([image_xy, scores.unsqueeze(-1)], dim=-1)
 
-    def run(self, images: PackedImages, image_index: np.ndarray, boxes: np.ndarray, keep_heatmaps: bool = False):
-        """One batch, left on the device: (keypoints (N, J, 3), heatmaps or None, crop batch)."""
+    def run(self, images: PackedImages, image_index: np.ndarray, boxes: np.ndarray, keep_heatmaps: bool = False,
+            clock: StageClock | None = None):
+        """One batch, left on the device: (keypoints (N, J, 3), heatmaps or None, crop batch). ``clock``
+        times its stages: warps, network (flip test and argmax peaks included), decode."""
+        clock = clock or StageClock(enabled=False)
         crop = self.crops(images, image_index, boxes)
+        clock.lap("warps")
         heatmaps, coords, scores = self.outputs(crop.inputs)
+        clock.lap("network")
         keypoints = self.to_image(coords, scores, crop.crop_to_image)
+        clock.lap("decode")
         return keypoints, (heatmaps if keep_heatmaps else None), crop
 
 
@@ -241,6 +255,7 @@ def estimate(
     timing = Timing()
     failures: list[str] = []
     pending = None
+    clock = StageClock(predictor.runtime.device)
 
     def collect(done) -> None:
         indices, used_boxes, kps, hms, crop, n_images = done
@@ -255,7 +270,10 @@ def estimate(
     while True:
         wait_start = time.perf_counter()
         batch = next(iterator, None)
-        timing.data_wait_s += time.perf_counter() - wait_start
+        waited = time.perf_counter() - wait_start
+        timing.data_wait_s += waited
+        clock.add("data_wait", waited)
+        clock.mark()
         if batch is None:
             break
         for item, problem in batch.failures:
@@ -265,17 +283,20 @@ def estimate(
         if not batch.items:
             continue
         images = batch.images.to(predictor.runtime.device)
+        clock.lap("upload")
         indices, image_index, boxes = [], [], []
         for i, people in enumerate(boxes_of(batch, images)):
             for person in people:
                 indices.append(person.index)
                 image_index.append(i)
                 boxes.append(person.bbox)
+        if getattr(boxes_of, "stage", None):  # a BoxesOf that runs a network (the detector) is a stage of its own
+            clock.lap(boxes_of.stage)  # type: ignore[attr-defined]
         if not indices:
             timing.images += len(batch.items)
             continue
         boxes_array = np.array(boxes, dtype=np.float64)
-        kps, hms, crop = predictor.run(images, np.array(image_index), boxes_array, keep_heatmaps)
+        kps, hms, crop = predictor.run(images, np.array(image_index), boxes_array, keep_heatmaps, clock)
         if pending is not None:
             collect(pending)
         pending = (np.array(indices), boxes_array, kps, hms, crop, len(batch.items))
@@ -283,6 +304,7 @@ def estimate(
         collect(pending)
     predictor.runtime.synchronize()
     timing.total_s = time.perf_counter() - start
+    timing.stages = clock.seconds()
 
     if count is None:
         count = max((int(c[0].max()) + 1 for c in chunks), default=0)

@@ -1,4 +1,4 @@
-"""Device choice and the fast-path settings (bf16 autocast, channels_last, torch.compile) in one place."""
+"""Device choice and the fast-path settings (bf16 autocast, channels_last, torch.compile, CUDA graphs) in one place."""
 
 from __future__ import annotations
 
@@ -31,12 +31,14 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 @dataclass
 class Runtime:
-    """Where and how the network runs: bf16 autocast and channels_last on CUDA, plain fp32 on the CPU."""
+    """Where and how the network runs: bf16 autocast, channels_last and CUDA graphs (for fixed-shape
+    inference) on CUDA, plain fp32 on the CPU."""
 
     device: torch.device
     amp: bool
     channels_last: bool
     compile: bool = False
+    cuda_graphs: bool = False
 
     @staticmethod
     def create(device: str = "auto", compile: bool = False, amp: bool | None = None) -> "Runtime":
@@ -46,20 +48,26 @@ class Runtime:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        return Runtime(dev, amp=on_cuda if amp is None else amp, channels_last=on_cuda, compile=compile)
+        return Runtime(dev, amp=on_cuda if amp is None else amp, channels_last=on_cuda, compile=compile,
+                       cuda_graphs=on_cuda)
 
-    def autocast(self):
+    def autocast(self, cache: bool = True):
+        """bf16 autocast where amp is on. ``cache=False`` casts the weights inside the region every time:
+        what a CUDA graph capture needs, since autocast's cached casts are freed when the region ends."""
         if self.amp:
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=cache)
         return contextlib.nullcontext()
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Move the model to the device in the right memory format, and compile it when asked."""
+        """Move the model to the device in the right memory format, and compile it when asked (by regions,
+        in place: engine.compiling)."""
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.compile:
-            model = torch.compile(model)
+            from hrpose_cli.engine.compiling import compile_regions
+
+            model = compile_regions(model)
         return model
 
     def upload(self, array: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:

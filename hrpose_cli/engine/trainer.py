@@ -36,8 +36,10 @@ from hrpose_cli.data.augment import (AugmentConfig, CropParams, apply_mixup, app
 from hrpose_cli.data.images import ImageBatch, batch_loader, default_workers
 from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table, missing_images, mixup_rng
 from hrpose_cli.engine import distributed
+from hrpose_cli.engine.compiling import compile_regions
 from hrpose_cli.engine.optim import WeightAverage, joints_mse_loss, lr_factor, milestones
 from hrpose_cli.engine.train_model import arch_names, build_model, resolve_schema
+from hrpose_cli.engine.stage_clock import StageClock, merge
 from hrpose_cli.engine.train_config import RUNTIME_FIELDS, TrainConfig, load_run_config, resolve_run_dir
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write, write_json
@@ -143,6 +145,7 @@ class _Trainer:
     # -- set-up -------------------------------------------------------------------------------------
     def setup(self) -> None:
         self.dist, self.runtime = distributed.setup(self.requested)
+        self.clock = StageClock(self.runtime.device)  # per epoch: metrics.jsonl's stage_seconds
         self.reporter = self.reporter_given if self.dist.main else TrainReporter()
         device = self.runtime.device
         if self.requested.sync_bn and self.dist.enabled and device.type != "cuda":
@@ -245,7 +248,9 @@ class _Trainer:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True
             )
-        self.model = torch.compile(model) if config.compile else model
+        if config.compile:  # in place, by regions: the wrappers above and validation run the compiled blocks
+            compile_regions(self.raw_model)
+        self.model = model
 
         fused = {"fused": True} if device.type == "cuda" else {}
         parameters = list(self.raw_model.parameters())
@@ -377,8 +382,10 @@ class _Trainer:
         if mix is not None:
             raw, mixed = apply_mixup(raw, mix)
         inputs = self.runtime.input(geometry.normalize(raw))
+        self.clock.lap("warps")
         with self.runtime.autocast():
             out = self.model(inputs)
+        self.clock.lap("forward")
         out, adapted = out if isinstance(out, tuple) else (out, None)
         with torch.no_grad():
             taught = None
@@ -444,19 +451,26 @@ class _Trainer:
                 for step in range(spe):
                     t0 = time.perf_counter()
                     batch = next(iterator)
-                    wait += time.perf_counter() - t0
+                    waited = time.perf_counter() - t0
+                    wait += waited
+                    self.clock.add("data_wait", waited)
+                    self.clock.mark()
                     e, s, images, m, xy, vis, index, valid, pixels = self._step_inputs(k, batch)
+                    self.clock.lap("upload")
                     assert (e, s) == (epoch, step)
                     k += 1
                     lr = config.lr * lr_factor(epoch, step, spe, config.epochs, config.warmup_epochs)
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
                     loss = self._forward_loss(images, m, xy, vis, index, valid, pixels)
+                    self.clock.lap("targets_loss")
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    self.clock.lap("backward")
                     self.optimizer.step()
                     if self.ema is not None:
                         self.ema.update(self.raw_model)
+                    self.clock.lap("optimizer")
                     detached = loss.detach()
                     loss_sum += detached
                     bad_step = torch.minimum(bad_step, torch.where(torch.isfinite(detached), math.inf, float(step)))
@@ -478,12 +492,15 @@ class _Trainer:
                     "gpu_mem_gib": self.runtime.peak_memory_gib(),
                     "time_s": train_time,
                 }
+                stages = self.clock.seconds()
                 if self.val is not None and (epoch % config.val_every == 0 or epoch == config.epochs):
                     if self.dist.main:
                         t0 = time.perf_counter()
                         metrics.update(self._validate(epoch))
                         metrics["val_time_s"] = time.perf_counter() - t0
+                        stages["validation"] = metrics["val_time_s"]
                     distributed.barrier(self.dist, self.runtime)
+                metrics["stage_seconds"] = merge(stages)
                 if self.skipped:
                     metrics["skipped_images"] = len(self.skipped)
                 self._fit_time_limit(epoch, time.perf_counter() - run_start)
@@ -562,21 +579,27 @@ class _Trainer:
     def _validate(self, epoch: int) -> dict[str, float]:
         """COCO AP with GT boxes and flip test, through the same pipeline as `hrpose eval`.
 
-        The Predictor is built once around the unwrapped network (not the DDP or compiled wrapper), with a
-        runtime that does not compile: building it moves nothing and wraps nothing, and it shares the
-        training weights (or their average, under --ema). The network is put back in train mode afterwards.
+        The Predictor is built once around the unwrapped network (not the DDP wrapper), with a runtime that
+        does not compile again (under --compile the blocks are compiled in place already): building it moves
+        nothing and wraps nothing, and it shares the training weights (or their average, under --ema). The
+        network is put back in train mode afterwards.
         """
         from hrpose_cli.engine.model_eval import evaluate_predictor
         from hrpose_cli.engine.predictor import Predictor
 
         dataset, records = self.val
         self.reporter.validation_start(epoch, len(records))
+        batch = self.config.val_batch or self.config.batch
         if self.predictor is None:
+            # Padded to one shape on CUDA, as `hrpose eval`: compiled blocks compile once, the CUDA graph
+            # (which reads the weights where training updates them) is recorded once.
             runtime = dataclasses.replace(self.runtime, compile=False)
-            self.predictor = Predictor(self.saved_model, self.model_config, runtime, flip=True, schema=self.schema)
+            pad = batch if runtime.device.type == "cuda" else None
+            self.predictor = Predictor(self.saved_model, self.model_config, runtime, flip=True, pad_batches_to=pad,
+                                       schema=self.schema)
         self.saved_model.eval()
         try:
-            outcome = evaluate_predictor(self.predictor, dataset, records, self.config.val_batch or self.config.batch,
+            outcome = evaluate_predictor(self.predictor, dataset, records, batch,
                                          self._workers(), skip_bad_images=self.config.skip_bad_images)
         finally:
             self.raw_model.train()
