@@ -35,7 +35,9 @@ def main() -> None:
     if args.note:
         meta = {**meta, "note": args.note}
     try:
-        save_checkpoint(target, model, config, half=True, meta={**meta, "exported_from": source.name})
+        # The keypoint set travels with the weights (a model of another set than COCO-17 keeps its names).
+        extra = {"keypoints": checkpoint["keypoints"]} if checkpoint.get("keypoints") is not None else {}
+        save_checkpoint(target, model, config, half=True, meta={**meta, "exported_from": source.name}, **extra)
     except OSError as err:
         raise HrposeError(f"{target}: cannot write ({err.strerror or err}: {err.filename})") from None
     print(f"{target}: {target.stat().st_size / 2**20:.1f} MiB ({config.arch}, input {config.input_size})")

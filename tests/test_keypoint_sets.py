@@ -137,6 +137,19 @@ def test_eval_predict_and_heatmaps_read_the_set_from_the_weights(body13_run, tmp
     assert_one_line_error(result, "left_eye", "l_shoulder")  # COCO's names are not this model's
 
 
+def test_the_exported_model_keeps_its_set(body13_run, tmp_path):
+    """benchmarks/export_model.py (fp16, no optimizer state: what comes back from a device run) keeps the set."""
+    import subprocess
+    import sys
+    out, _ = body13_run
+    target = tmp_path / "small.pt"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "export_model.py"), str(out / "last.pt"),
+                           str(target)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert checkpoint_schema(target).names == checkpoint_schema(out / "last.pt").names
+    assert checkpoint_schema(target).names[0] == "head"
+
+
 def test_a_keypoint_category_numbered_other_than_1(body13_run, tmp_path):
     """An animal or hand file may number its category 7 and keep id 1 for something else: the keypoint
     category is found by its keypoints, and eval scores the same as with id 1; its own results file reads back."""
