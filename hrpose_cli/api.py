@@ -202,6 +202,8 @@ class Model:
                                "score": float(score)} for r in run.results for box, score in zip(r.boxes, r.box_scores)]
                 box_stats = person_box_stats(dataset, detections)
             stats = coco_stats(dataset, results, sigmas)
+        if dataset.file_category_id != 1:  # the records name the keypoint category as the file numbers it
+            results = [{**r, "category_id": dataset.file_category_id} for r in results]
         run.timing.stages = merge({"load_model": self.load_s} if loads_now else {}, run.timing.stages, clock.seconds())
         return Evaluation(stats, results, len(dataset.image_ids), dataset.num_people,
                           str(boxes), threshold, detections, box_stats, run.failures, run.timing, run.device,

@@ -171,6 +171,7 @@ def test_a_keypoint_category_numbered_other_than_1(body13_run, tmp_path):
                         "--json", str(tmp_path / f"{name}.json"))
         assert result.exit_code == 0, result.output
         stats[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert {r["category_id"] for r in json.loads((tmp_path / "id7" / "results.json").read_text())} == {7}
     keys = ("AP", "AP50", "AR", "people")
     assert [stats["id7"].get(k) for k in keys] == [stats["id1"].get(k) for k in keys]
     # The GT as results, numbered as the file numbers its category: every person found exactly
