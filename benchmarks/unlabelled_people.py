@@ -23,6 +23,7 @@ import numpy as np
 
 import hrpose_cli
 from hrpose_cli.core.tracking import box_iou
+from hrpose_cli.data.coco import read_json
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
 
@@ -41,7 +42,11 @@ def _record(image_id: int, index: int, box, score: float | None) -> dict:
 
 def from_set(model, ann: Path, images_dir: Path, min_height: float) -> tuple[dict, dict]:
     """A labelled set's people without keypoints: its own unlabelled boxes and the detector's new ones."""
-    data = json.loads(ann.read_text())
+    data = read_json(ann)
+    if not (isinstance(data, dict) and all(isinstance(data.get(k), list) for k in ("images", "annotations"))):
+        raise HrposeError(f"{ann}: not a COCO annotation file (no 'images' and 'annotations' lists)")
+    if not images_dir.is_dir():
+        raise HrposeError(f"{images_dir}: images folder not found (paired with {ann})")
     by_image: dict[int, list[dict]] = {}
     for a in data["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)

@@ -164,7 +164,7 @@ class Model:
         the official code), "detector" (the shipped one at ``det_threshold``, default 0.05, on every image),
         or a COCO detection results file. ``sigmas``: OKS sigmas, one per keypoint (default: the model's keypoint
         set's: COCO's for COCO-17, the ones it was trained with, or a uniform value with ``sigma_warning``)."""
-        from hrpose_cli.data.coco import CocoKeypoints
+        from hrpose_cli.data.coco import PERSON_CATEGORY, CocoKeypoints
         from hrpose_cli.engine.evaluator import coco_stats, person_box_stats
 
         images = Path(images)
@@ -202,7 +202,7 @@ class Model:
                                "score": float(score)} for r in run.results for box, score in zip(r.boxes, r.box_scores)]
                 box_stats = person_box_stats(dataset, detections)
             stats = coco_stats(dataset, results, sigmas)
-        if dataset.file_category_id != 1:  # the records name the keypoint category as the file numbers it
+        if dataset.file_category_id != PERSON_CATEGORY:  # the records name the keypoint category as the file numbers it
             results = [{**r, "category_id": dataset.file_category_id} for r in results]
         run.timing.stages = merge({"load_model": self.load_s} if loads_now else {}, run.timing.stages, clock.seconds())
         return Evaluation(stats, results, len(dataset.image_ids), dataset.num_people,

@@ -12,15 +12,16 @@ from typer.testing import CliRunner
 from hrpose_cli.cli.app import app
 from hrpose_cli.core.keypoint_errors import (
     GOOD, INVERSION, JITTER, MISS, SWAP, UNLABELLED, candidate_similarity, corrected_keypoints,
-    flip_permutation_from_names, label_keypoints, soft_nms_scores,
+    label_keypoints, soft_nms_scores,
 )
-from hrpose_cli.core.schema import COCO17
-KEYPOINT_NAMES = COCO17.names
-OKS_SIGMAS = COCO17.oks_sigmas
+from hrpose_cli.core.schema import COCO17, from_category
 from hrpose_cli.data.coco import CocoKeypoints
 from hrpose_cli.engine.error_analysis import _evaluate, analyze, precision_curve
 from hrpose_cli.engine.evaluator import coco_stats
 from tests.test_eval_cli import noisy_results
+
+KEYPOINT_NAMES = COCO17.names
+OKS_SIGMAS = COCO17.oks_sigmas
 
 runner = CliRunner()
 OKS_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCOeval's
@@ -43,6 +44,11 @@ AREAS = np.array([AREA, AREA])
 def offset_for(ks: float, joint: int, area: float = AREA) -> float:
     """The pixel distance at which a joint's keypoint similarity is ks."""
     return float(np.sqrt(-2 * np.log(ks) * area * (2 * OKS_SIGMAS[joint]) ** 2))
+
+
+def flip_permutation_from_names(names) -> np.ndarray:
+    """The flip the error analysis uses for a file naming these keypoints: its schema's."""
+    return from_category({"id": 1, "name": "test", "keypoints": list(names)}, "test").flip_permutation()
 
 
 def test_flip_from_names_is_cocos_flip():

@@ -167,7 +167,7 @@ def evaluate(
         ]
     else:
         options.check_decoder(decode)
-        check_det_threshold(det_threshold, EVAL_THRESHOLD)
+        threshold = check_det_threshold(det_threshold, EVAL_THRESHOLD)
         check_writable(results_out)
         check_writable(out, folder=True)
         if images is None:
@@ -175,7 +175,6 @@ def evaluate(
         from hrpose_cli.api import load
 
         detector = boxes == "detector"
-        threshold = check_det_threshold(det_threshold, EVAL_THRESHOLD)
         model = load(weights, device, detector=detector, flip=flip, decode=decode, compile=compile,
                      input_size=options.parse_input_size(input_size), batch=batch, det_threshold=threshold, lazy=True)
         evaluation = model.evaluate(ann, images, boxes, batch=batch, workers=workers, det_threshold=threshold,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from hrpose_cli.core.oks import _oks_iou, _variances
-from hrpose_cli.core.schema import infer_flip_pairs
 
 LABELS: tuple[str, ...] = ("good", "jitter", "inversion", "swap", "miss")
 GOOD, JITTER, INVERSION, SWAP, MISS = range(len(LABELS))
@@ -25,15 +24,6 @@ HUMAN_KS = 0.85  # ks above this: within the human error margin (good)
 # curves used.
 CONVENTIONS: tuple[str, ...] = ("stated", "coco-analyze")
 DEFAULT_CONVENTION = "stated"
-
-
-def flip_permutation_from_names(names: tuple[str, ...] | list[str]) -> np.ndarray:
-    """left_X <-> right_X for any keypoint set named that way (COCO's "left_eye", fashion17's "Left Eye", the
-    mouse's ears), by the schema's rule (core.schema.infer_flip_pairs); joints without a twin map to themselves."""
-    perm = np.arange(len(names))
-    for a, b in infer_flip_pairs(names):
-        perm[a], perm[b] = b, a
-    return perm
 
 
 def candidate_similarity(pred: np.ndarray, image_gts: np.ndarray, image_areas: np.ndarray, own: int,

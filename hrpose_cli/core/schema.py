@@ -235,13 +235,14 @@ class KeypointSchema:
         return replace(self, **changes) if changes else self
 
 
+_COCO_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
 COCO17 = KeypointSchema(
-    names=(
-        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-        "left_wrist", "right_wrist", "left_hip", "right_hip",
-        "left_knee", "right_knee", "left_ankle", "right_ankle",
-    ),
+    names=_COCO_NAMES,
     # COCO's skeleton, converted from its 1-based list.
     skeleton=(
         (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
@@ -250,8 +251,7 @@ COCO17 = KeypointSchema(
     flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
     # COCO's per-joint OKS sigmas, exactly as pycocotools' COCOeval uses them.
     sigmas=tuple(s / 10.0 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)),
-    # The seed design's loss weights: elbows/knees 1.2, wrists/ankles 1.5, the rest 1.0 (as infer_joint_weights).
-    joint_weights=(1.0,) * 7 + (1.2, 1.2, 1.5, 1.5) + (1.0, 1.0) + (1.2, 1.2, 1.5, 1.5),
+    joint_weights=infer_joint_weights(_COCO_NAMES),  # the seed design's: elbows/knees 1.2, wrists/ankles 1.5
     upper_body=tuple(range(11)),  # nose to wrists, as the official half_body_transform
     category="person",
     sigmas_source="coco",

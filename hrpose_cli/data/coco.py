@@ -224,10 +224,11 @@ class CocoKeypoints:
         if not isinstance(categories, list) or not all(isinstance(c, dict) and "id" in c for c in categories):
             raise HrposeError(f"{path}: 'categories' must be a list of objects with an 'id'")
         category = _keypoint_category(categories)
-        named = [category["keypoints"]] if category is not None else []
-        if named and num_joints is not None and len(named[0]) != num_joints:
-            raise HrposeError(f"{path}: the keypoint category names {len(named[0])} keypoints, expected {num_joints}")
-        joints = len(named[0]) if named else (num_joints or COCO17.num_joints)
+        named = category is not None
+        if named and num_joints is not None and len(category["keypoints"]) != num_joints:
+            raise HrposeError(f"{path}: the keypoint category names {len(category['keypoints'])} keypoints, "
+                              f"expected {num_joints}")
+        joints = len(category["keypoints"]) if named else (num_joints or COCO17.num_joints)
 
         image_ids = set()
         for index, image in enumerate(data["images"]):

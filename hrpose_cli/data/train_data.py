@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hrpose_cli.core.schema import KeypointSchema, mean_heights, normalised
+from hrpose_cli.core.schema import KeypointSchema, mean_heights
 from hrpose_cli.data.coco import CocoKeypoints
 from hrpose_cli.errors import HrposeError
 
@@ -75,7 +75,7 @@ def load_person_table(pairs: Sequence[tuple[Path, Path]], unlabelled: Sequence[t
         if first is None:
             first = dataset
             first.training_schema(None)  # a labelled file without keypoint names fails here, before any image
-        elif not boxes_only and [normalised(n) for n in dataset.keypoint_names] != [normalised(n) for n in first.keypoint_names]:
+        elif not boxes_only and not dataset.schema.same_set(first.schema):
             raise HrposeError(f"{ann_path}: its keypoints ({', '.join(dataset.keypoint_names)}) differ from those of "
                               f"{first.path} ({', '.join(first.keypoint_names)}); training files must name the same set")
         num_joints = first.num_joints

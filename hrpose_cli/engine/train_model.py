@@ -70,7 +70,3 @@ def build_model(config: TrainConfig, checkpoint: dict | None, schema: KeypointSc
     else:
         model_config = HRNetConfig.from_arch(config.arch or "w32", input_size=size, num_joints=k)
     return PoseHRNet(model_config), model_config
-
-
-def arch_names() -> tuple[str, ...]:
-    return tuple(ARCHS)

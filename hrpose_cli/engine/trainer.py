@@ -31,6 +31,7 @@ from torch import nn
 
 from hrpose_cli import __version__
 from hrpose_cli.core import codec, geometry
+from hrpose_cli.core.schema import COCO17
 from hrpose_cli.data.augment import (AugmentConfig, CropParams, apply_mixup, apply_pixel_params, crop_geometry,
                                      sample_crop_params, sample_mixup, sample_pixel_params)
 from hrpose_cli.data.images import ImageBatch, batch_loader, default_workers
@@ -38,11 +39,12 @@ from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table
 from hrpose_cli.engine import distributed
 from hrpose_cli.engine.compiling import compile_regions
 from hrpose_cli.engine.optim import WeightAverage, joints_mse_loss, lr_factor, milestones
-from hrpose_cli.engine.train_model import arch_names, build_model, resolve_schema
+from hrpose_cli.engine.train_model import build_model, resolve_schema
 from hrpose_cli.engine.stage_clock import StageClock, merge
 from hrpose_cli.engine.train_config import RUNTIME_FIELDS, TrainConfig, load_run_config, resolve_run_dir
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write, write_json
+from hrpose_cli.model.hrnet import ARCHS
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
@@ -177,7 +179,7 @@ class _Trainer:
         pairs = list(zip(config.train_ann, config.train_images))
         self.table = load_person_table(pairs, list(zip(config.unlabelled_ann, config.unlabelled_images)))
         self.schema = resolve_schema(self.table.schema, config)
-        if config.teacher and self.schema.num_joints != 17:
+        if config.teacher and not self.schema.same_set(COCO17):
             raise HrposeError(f"--teacher labels COCO's 17 keypoints; {config.train_ann[0]} has {self.schema.num_joints} others")
         self.skipped: list[str] = []
         absent = missing_images(self.table)
@@ -206,7 +208,7 @@ class _Trainer:
         # Model.
         self.raw_model, self.model_config = build_model(config, checkpoint, self.schema, self.reporter.message)
         config.model = self.model_config.to_dict()
-        config.arch = self.model_config.arch if self.model_config.arch in arch_names() else None
+        config.arch = self.model_config.arch if self.model_config.arch in ARCHS else None
         config.input_size = tuple(self.model_config.input_size)
         if self.model_config.num_joints != self.schema.num_joints:
             raise HrposeError(f"{self.run_dir / 'last.pt'}: the network predicts {self.model_config.num_joints} keypoints, "

@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 import cv2
 import numpy as np
 
-from hrpose_cli.core.schema import KeypointSchema, for_joints
+from hrpose_cli.core.schema import COCO17, KeypointSchema, for_joints
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.viz.colormaps import BOX, SIDE_COLORS
 
@@ -109,7 +109,7 @@ def draw_poses(
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     keypoints = np.asarray(keypoints, dtype=np.float64)
     if schema is None:
-        schema = for_joints(keypoints.shape[-2] if keypoints.ndim == 3 else 17)
+        schema = for_joints(keypoints.shape[-2] if keypoints.ndim == 3 else COCO17.num_joints)
     keypoints = keypoints.reshape(-1, schema.num_joints, 3)
     persons = len(keypoints)
     if boxes is not None:
