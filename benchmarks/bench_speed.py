@@ -9,12 +9,16 @@ reads is built here from hrpose's own, and hrpose's random weights are loaded in
 also checks that the two state dicts have the same layout).
 
 Sections (--sections, comma-separated; all by default):
+  profile     torch.profiler of one bf16 + channels_last b256 forward loop, ours and official eager: the GPU
+              time per kernel name (top rows) and in all, to see where the two networks differ.
   network     images/s of the network alone on synthetic input, ours and official in turn (medians of
               interleaved windows): fp32 b128; bf16 autocast + channels_last b256; each eager, compiled
               (ours: by regions, engine/compiling.py; official: torch.compile of the whole model) and as a
-              CUDA graph (both).
-  train-step  images/s of forward + backward + fused Adam, bf16 + channels_last b128, synthetic input
-              (ours eager and compiled by regions; official eager).
+              CUDA graph (both); and ours with its BatchNorms folded into the convolutions, as hrpose's
+              inference runs it (eager and CUDA graph).
+  train-step  images/s of forward + backward + fused Adam, bf16 + channels_last b128, synthetic input,
+              per arch of --step-archs: ours eager, compiled by regions and the whole step as one CUDA graph
+              (capturable Adam); official eager (W32 only: the official file has no w16).
   eval        `hrpose eval` with GT boxes and flip test on coco-real train repeated to >= --eval-persons
               persons (needs --data), per arch of --eval-archs: without --compile, with --compile from an
               empty compile cache, and again with the cache warm. Whole-command wall time, the pipeline's
@@ -47,9 +51,9 @@ import torch
 from torch import nn
 
 from hrpose_cli.engine.compiling import compile_regions
-from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
+from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet, fold_batchnorm
 
-SECTIONS = ("network", "train-step", "eval", "train")
+SECTIONS = ("profile", "network", "train-step", "eval", "train")
 
 
 class _Cfg(dict):
@@ -117,6 +121,34 @@ def interleaved(runs: dict[str, Callable[[], None]], batch: int, windows: int = 
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def profile_rows(official: Path, config: HRNetConfig, batch: int = 256, top: int = 12) -> dict[str, float]:
+    """GPU milliseconds per forward, in all and per kernel name, of ours and the official network."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ours, theirs = pair(official, config)
+    x = torch.randn(batch, 3, *config.input_size, device="cuda").contiguous(memory_format=torch.channels_last)
+    rows: dict[str, float] = {}
+    for name, model in (("ours", ours), ("official", theirs)):
+        model = model.eval().to(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
+            for _ in range(3):
+                model(x)
+            torch.cuda.synchronize()
+            steps = 10
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(steps):
+                    model(x)
+                torch.cuda.synchronize()
+        timed = sorted(((e.key, e.self_device_time_total / 1000 / steps, e.count // steps)
+                        for e in prof.key_averages() if e.self_device_time_total > 0), key=lambda k: -k[1])
+        total = sum(ms for _, ms, _ in timed)
+        rows[f"profile bf16+channels_last b{batch}, {name}: GPU ms per forward"] = total
+        print(f"[profile {name}] GPU time per forward {total:.2f} ms in {sum(c for *_, c in timed)} kernels", flush=True)
+        for key, ms, count in timed[:top]:
+            print(f"  {ms:7.3f} ms  x{count:<4d} {key[:110]}", flush=True)
+    return rows
+
+
 def network_rows(official: Path, config: HRNetConfig, compile_: bool = True) -> dict[str, float]:
     rows: dict[str, float] = {}
     for label, bf16, batch in (("fp32 b128", False, 128), ("bf16+channels_last b256", True, 256)):
@@ -135,13 +167,14 @@ def network_rows(official: Path, config: HRNetConfig, compile_: bool = True) -> 
         with torch.inference_mode():
             same = (forward(ours)(x) - forward(theirs)(x)).abs().max().item()
         print(f"[{label}] max |ours - official| on the same weights: {same:.2e}", flush=True)
-        eager = {"ours": forward(ours), "official": forward(theirs)}
+        folded = fold_batchnorm(ours).to(memory_format=fmt)
+        eager = {"ours": forward(ours), "official": forward(theirs), "ours folded": forward(folded)}
         graphs = {name: cuda_graph(fn, x) for name, fn in eager.items()}
         timed = {f"{name} eager": (lambda f=fn: f(x)) for name, fn in eager.items()}
         timed.update({f"{name} CUDA graph": (lambda g=g: g(x)) for name, g in graphs.items()})
         for name, rate in interleaved(timed, batch).items():
             rows[f"network {label}, {name}"] = rate
-        del graphs
+        del graphs, folded
         compiled = {}
         for name, model in (("ours", ours), ("official", theirs)) if compile_ else ():
             start = time.perf_counter()
@@ -159,29 +192,55 @@ def network_rows(official: Path, config: HRNetConfig, compile_: bool = True) -> 
     return rows
 
 
-def train_step_rows(official: Path, config: HRNetConfig, batch: int = 128) -> dict[str, float]:
+def graphed_step(step: Callable[[], None], warm_up: int = 3) -> Callable[[], None]:
+    """``step`` (forward, backward and a capturable optimizer's step on static tensors) as one CUDA graph."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warm_up):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
+def train_step_rows(official: Path, archs: list[str], batch: int = 128) -> dict[str, float]:
     """Forward, MSE loss, backward and fused Adam in bf16 autocast and channels_last, synthetic data."""
-    ours, theirs = pair(official, config)
-    x = torch.randn(batch, 3, *config.input_size, device="cuda").contiguous(memory_format=torch.channels_last)
-    target = torch.rand(batch, config.num_joints, *config.heatmap_size, device="cuda")
-    steps: dict[str, Callable[[], None]] = {}
-    for name, model in (("ours eager", ours), ("official eager", theirs),
-                        ("ours compiled", compile_regions(PoseHRNet(config).cuda()))):
-        model = model.to(memory_format=torch.channels_last).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    rows: dict[str, float] = {}
+    for arch in archs:
+        config = HRNetConfig.from_arch(arch)
+        x = torch.randn(batch, 3, *config.input_size, device="cuda").contiguous(memory_format=torch.channels_last)
+        target = torch.rand(batch, config.num_joints, *config.heatmap_size, device="cuda")
+        models = {"ours eager": PoseHRNet(config).cuda(), "ours CUDA graph": PoseHRNet(config).cuda()}
+        if arch == "w32":
+            models["official eager"] = pair(official, config)[1]
+        start = time.perf_counter()
+        models["ours compiled"] = compile_regions(PoseHRNet(config).cuda())
+        steps: dict[str, Callable[[], None]] = {}
+        for name, model in models.items():
+            model = model.to(memory_format=torch.channels_last).train()
+            graphed = name.endswith("CUDA graph")
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, capturable=graphed)
 
-        def step(model: nn.Module = model, optimizer: torch.optim.Optimizer = optimizer) -> None:
-            with torch.autocast("cuda", torch.bfloat16):
-                out = model(x)
-            loss = (out.float() - target).square().mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            def step(model: nn.Module = model, optimizer: torch.optim.Optimizer = optimizer, graphed: bool = graphed) -> None:
+                with torch.autocast("cuda", torch.bfloat16, cache_enabled=not graphed):
+                    out = model(x)
+                loss = (out.float() - target).square().mean()
+                optimizer.zero_grad(set_to_none=not graphed)
+                loss.backward()
+                optimizer.step()
 
-        steps[name] = step
-    rows = {f"train step bf16+channels_last b{batch}, {k}": v for k, v in interleaved(steps, batch, 5, 10).items()}
-    for key, value in rows.items():
-        print(f"{key}: {value:.0f} images/s", flush=True)
+            if name == "ours compiled":
+                step()
+                torch.cuda.synchronize()
+                print(f"[train step {arch}] compile by regions + first step: {time.perf_counter() - start:.1f} s", flush=True)
+            steps[name] = graphed_step(step) if graphed else step
+        for key, value in interleaved(steps, batch, 5, 10).items():
+            rows[f"train step {arch} bf16+channels_last b{batch}, {key}"] = value
+            print(f"train step {arch} bf16+channels_last b{batch}, {key}: {value:.0f} images/s", flush=True)
+        torch._dynamo.reset()
     return rows
 
 
@@ -256,6 +315,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="a folder with coco-real/ as in ../shared/data (eval, train)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of: {', '.join(SECTIONS)}")
     parser.add_argument("--arch", default="w32", help="network, train-step and train sections [w32]")
+    parser.add_argument("--step-archs", default="w32,w16", help="train-step section, comma-separated [w32,w16]")
     parser.add_argument("--eval-archs", default="w32,w16", help="eval section, comma-separated [w32,w16]")
     parser.add_argument("--eval-persons", type=int, default=8000, help="eval section: at least this many persons")
     parser.add_argument("--eval-batch", type=int, default=256, help="eval section: --batch of hrpose eval [256]")
@@ -267,8 +327,8 @@ def main() -> None:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"--sections: unknown {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
-    if {"network", "train-step"} & set(sections) and args.official is None:
-        parser.error("--official PATH is needed for the network and train-step sections (see the text above)")
+    if {"profile", "network", "train-step"} & set(sections) and args.official is None:
+        parser.error("--official PATH is needed for the profile, network and train-step sections (see the text above)")
     if {"eval", "train"} & set(sections) and args.data is None:
         parser.error("--data DIR is needed for the eval and train sections")
     if not torch.cuda.is_available():
@@ -278,10 +338,12 @@ def main() -> None:
     config = HRNetConfig.from_arch(args.arch)
     work = Path(tempfile.mkdtemp(prefix="bench_speed_"))
     rows: dict[str, float] = {}
+    if "profile" in sections:
+        rows.update(profile_rows(args.official, config))
     if "network" in sections:
         rows.update(network_rows(args.official, config, not args.no_compile))
     if "train-step" in sections:
-        rows.update(train_step_rows(args.official, config))
+        rows.update(train_step_rows(args.official, args.step_archs.split(",")))
     if "eval" in sections:
         rows.update(eval_rows(args.data, args.eval_archs.split(","), args.eval_persons, args.eval_batch, work))
     if "train" in sections:
