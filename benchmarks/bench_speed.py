@@ -14,8 +14,8 @@ Sections (--sections, comma-separated; all by default):
   network     images/s of the network alone on synthetic input, ours and official in turn (medians of
               interleaved windows): fp32 b128; bf16 autocast + channels_last b256; each eager, compiled
               (ours: by regions, engine/compiling.py; official: torch.compile of the whole model) and as a
-              CUDA graph (both); and ours with its BatchNorms folded into the convolutions, as hrpose's
-              inference runs it (eager and CUDA graph).
+              CUDA graph (both); and ours with its BatchNorms folded into the convolutions, and in bf16 also
+              with cuDNN-fused blocks (model.hrnet.fuse_blocks) as hrpose's inference runs it on CUDA.
   train-step  images/s of forward + backward + fused Adam, bf16 + channels_last b128, synthetic input,
               per arch of --step-archs: ours eager, compiled by regions and the whole step as one CUDA graph
               (capturable Adam); official eager (W32 only: the official file has no w16).
@@ -23,8 +23,8 @@ Sections (--sections, comma-separated; all by default):
               persons (needs --data), per arch of --eval-archs: without --compile, with --compile from an
               empty compile cache, and again with the cache warm. Whole-command wall time, the pipeline's
               persons/s and its stage_seconds.
-  train       `hrpose train` for 2 epochs (coco-real train x8, batch 128, needs --data): without --compile,
-              --compile from an empty cache and warm; whole-command wall time, first-epoch time, second-epoch
+  train       `hrpose train` for 2 epochs (coco-real train x8, batch 128, needs --data): without --compile
+              (the step as a CUDA graph, and with --no-cuda-graphs), --compile from an empty cache and warm; whole-command wall time, first-epoch time, second-epoch
               images/s and stage_seconds.
 
 On the device (benchmarks/README.md), for example:
@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from hrpose_cli.engine.compiling import compile_regions
-from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet, fold_batchnorm
+from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet, fold_batchnorm, fuse_blocks
 
 SECTIONS = ("profile", "network", "train-step", "eval", "train")
 
@@ -149,9 +149,13 @@ def profile_rows(official: Path, config: HRNetConfig, batch: int = 256, top: int
     return rows
 
 
-def network_rows(official: Path, config: HRNetConfig, compile_: bool = True) -> dict[str, float]:
+PRECISIONS = {"fp32": ("fp32 b128", False, 128), "bf16": ("bf16+channels_last b256", True, 256)}
+
+
+def network_rows(official: Path, config: HRNetConfig, compile_: bool = True,
+                 precisions: tuple[str, ...] = tuple(PRECISIONS)) -> dict[str, float]:
     rows: dict[str, float] = {}
-    for label, bf16, batch in (("fp32 b128", False, 128), ("bf16+channels_last b256", True, 256)):
+    for label, bf16, batch in (PRECISIONS[p] for p in precisions):
         ours, theirs = pair(official, config)
         ours.eval(), theirs.eval()
         fmt = torch.channels_last if bf16 else torch.contiguous_format
@@ -169,12 +173,19 @@ def network_rows(official: Path, config: HRNetConfig, compile_: bool = True) -> 
         print(f"[{label}] max |ours - official| on the same weights: {same:.2e}", flush=True)
         folded = fold_batchnorm(ours).to(memory_format=fmt)
         eager = {"ours": forward(ours), "official": forward(theirs), "ours folded": forward(folded)}
+        if bf16:  # as hrpose's inference runs it on CUDA (engine/inference.load_predictor)
+            fused = fuse_blocks(fold_batchnorm(ours)).to(torch.bfloat16)
+            with torch.inference_mode():
+                want = forward(ours)(x).float()
+                rel = ((forward(fused)(x).float() - want).norm() / want.norm()).item()
+            print(f"[{label}] cuDNN-fused blocks against ours: relative difference {rel:.2e}", flush=True)
+            eager["ours folded, cuDNN-fused blocks"] = forward(fused)
         graphs = {name: cuda_graph(fn, x) for name, fn in eager.items()}
         timed = {f"{name} eager": (lambda f=fn: f(x)) for name, fn in eager.items()}
         timed.update({f"{name} CUDA graph": (lambda g=g: g(x)) for name, g in graphs.items()})
         for name, rate in interleaved(timed, batch).items():
             rows[f"network {label}, {name}"] = rate
-        del graphs, folded
+        del graphs, folded, eager
         compiled = {}
         for name, model in (("ours", ours), ("official", theirs)) if compile_ else ():
             start = time.perf_counter()
@@ -264,7 +275,8 @@ def persons_in(ann: Path) -> int:
     return sum(1 for a in json.loads(ann.read_text())["annotations"] if not a["iscrowd"] and a["num_keypoints"])
 
 
-def eval_rows(data: Path, archs: list[str], persons: int, batch: int, work: Path) -> dict[str, float]:
+def eval_rows(data: Path, archs: list[str], persons: int, batch: int, work: Path,
+              modes: tuple[str, ...] = ("eager", "cold", "warm")) -> dict[str, float]:
     from bench_infer import replicated_set
 
     from hrpose_cli.model.checkpoints import save_checkpoint
@@ -277,7 +289,9 @@ def eval_rows(data: Path, archs: list[str], persons: int, batch: int, work: Path
         config = HRNetConfig.from_arch(arch)
         weights = work / f"{arch}.pt"
         save_checkpoint(weights, PoseHRNet(config), config)
-        for mode, extra, env in _modes(work):
+        for (mode, extra, env), short in zip(_modes(work), ("eager", "cold", "warm")):
+            if short not in modes:  # warm needs cold before it: it is the cache that cold filled
+                continue
             out = work / f"eval_{arch}.json"
             cmd = ["hrpose", "eval", "--ann", str(rep_ann), "--images", str(rep_images), "--weights", str(weights),
                    "--batch", str(batch), "--json", str(out), "--out", str(work / "eval"), *extra]
@@ -295,7 +309,9 @@ def train_rows(data: Path, arch: str, work: Path) -> dict[str, float]:
     ann = data / "coco-real/annotations/person_keypoints_train.json"
     sets = ["--train-ann", str(ann), "--train-images", str(data / "coco-real/images")] * 8
     rows: dict[str, float] = {}
-    for i, (mode, extra, env) in enumerate(_modes(work)):
+    modes = _modes(work)
+    modes.insert(1, ("eager, --no-cuda-graphs", ["--no-cuda-graphs"], modes[0][2]))
+    for i, (mode, extra, env) in enumerate(modes):
         run = work / f"train_{arch}_{i}"
         cmd = ["hrpose", "train", *sets, "--arch", arch, "--batch", "128", "--epochs", "2", "--out", str(run), *extra]
         wall = _timed(cmd, env)
@@ -321,6 +337,9 @@ def main() -> None:
     parser.add_argument("--eval-batch", type=int, default=256, help="eval section: --batch of hrpose eval [256]")
     parser.add_argument("--no-compile", action="store_true",
                         help="network section: leave out the compiled rows (the official whole-graph compile takes minutes)")
+    parser.add_argument("--eval-modes", default="eager,cold,warm",
+                        help="eval section: of eager, cold (--compile, empty cache), warm (after cold) [all three]")
+    parser.add_argument("--precisions", default="fp32,bf16", help="network section: fp32, bf16 or both [fp32,bf16]")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -329,6 +348,8 @@ def main() -> None:
         parser.error(f"--sections: unknown {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
     if {"profile", "network", "train-step"} & set(sections) and args.official is None:
         parser.error("--official PATH is needed for the profile, network and train-step sections (see the text above)")
+    if "warm" in args.eval_modes.split(",") and "cold" not in args.eval_modes.split(","):
+        parser.error("--eval-modes: warm is the run after cold (the cache that cold filled); name cold too")
     if {"eval", "train"} & set(sections) and args.data is None:
         parser.error("--data DIR is needed for the eval and train sections")
     if not torch.cuda.is_available():
@@ -341,11 +362,12 @@ def main() -> None:
     if "profile" in sections:
         rows.update(profile_rows(args.official, config))
     if "network" in sections:
-        rows.update(network_rows(args.official, config, not args.no_compile))
+        rows.update(network_rows(args.official, config, not args.no_compile, tuple(args.precisions.split(","))))
     if "train-step" in sections:
         rows.update(train_step_rows(args.official, args.step_archs.split(",")))
     if "eval" in sections:
-        rows.update(eval_rows(args.data, args.eval_archs.split(","), args.eval_persons, args.eval_batch, work))
+        rows.update(eval_rows(args.data, args.eval_archs.split(","), args.eval_persons, args.eval_batch, work,
+                              tuple(args.eval_modes.split(","))))
     if "train" in sections:
         rows.update(train_rows(args.data, args.arch, work))
     print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}\n| measurement | value |\n| --- | --- |")

@@ -1,12 +1,12 @@
 #!/bin/bash
 # bench_speed.py on the device, one section per process so that one section's failure or time-out keeps the
 # others: carry [".carry/official", ".carry/speed", ".whl"] (.carry/speed: coco-real at JPEG quality 75).
-#   SECTIONS="profile network:--no-compile train-step train" bash benchmarks/bench_speed_device.sh
-# Each entry is a section, optionally with extra options after a colon (comma-separated); TIMEOUT caps each.
+#   SECTIONS="profile network:--no-compile:--precisions=bf16 train-step train" bash benchmarks/bench_speed_device.sh
+# Each entry is a section, optionally with options of bench_speed.py after colons; TIMEOUT caps each.
 source benchmarks/device_setup.sh || exit 1
 OUT=${OUT:-/tmp/bench_out}; mkdir -p "$OUT"
 for entry in ${SECTIONS:-profile network train-step eval train}; do
-  section=${entry%%:*}; extra=""; [[ $entry == *:* ]] && extra=${entry#*:} && extra=${extra//,/ }
+  section=${entry%%:*}; extra=""; [[ $entry == *:* ]] && extra=${entry#*:} && extra=${extra//:/ }
   echo "=== $section $extra ($(date +%T))"
   start=$SECONDS
   timeout "${TIMEOUT:-300}" python3 benchmarks/bench_speed.py --official .carry/official/pose_hrnet.py \

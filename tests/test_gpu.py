@@ -204,3 +204,116 @@ def test_train_with_compile_on_cuda_validates_through_the_cuda_graph(fixture_dat
     result = trainer.run(config)
     assert len(result.history) == 2 and all(np.isfinite(m["loss"]) for m in result.history)
     assert all("AP" in m and "validation" in m["stage_seconds"] for m in result.history)
+
+
+def test_graphed_train_step_takes_the_eager_steps(monkeypatch):
+    """The recorded step gives the weights of the same eager steps: its warm-up leaves no trace, the
+    learning rate moves through its device tensor, and Adam's state starts from zero."""
+    from hrpose_cli.engine.train_step import GraphedTrainStep, plain_optimizer_state
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    torch.manual_seed(0)
+    config = HRNetConfig.from_arch("w16-small")
+    models = [PoseHRNet(config).cuda().train() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [torch.optim.Adam(m.parameters(), lr=1e-3, fused=True, capturable=True) for m in models]
+
+    from hrpose_cli.engine.optim import joints_mse_loss
+
+    def loss_fn(model):
+        return lambda x, t, w: joints_mse_loss(model(x), t, w)
+
+    step = GraphedTrainStep(models[1], optimizers[1], loss_fn(models[1]), torch.device("cuda"))
+    generator = torch.Generator("cuda").manual_seed(1)
+    for i, lr in enumerate((1e-3, 5e-4, 2e-4, 1e-4)):
+        x = torch.randn(4, 3, 256, 192, device="cuda", generator=generator)
+        t = torch.rand(4, 17, 64, 48, device="cuda", generator=generator)
+        w = torch.rand(4, 17, device="cuda", generator=generator)
+        optimizers[0].param_groups[0]["lr"] = lr
+        optimizers[0].zero_grad(set_to_none=True)
+        want = loss_fn(models[0])(x, t, w)
+        want.backward()
+        optimizers[0].step()
+        step.set_lr(lr)
+        got = step(x, t, w)
+        assert torch.allclose(got, want.detach(), rtol=1e-4), (i, got.item(), want.item())
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-4, atol=1e-6), name
+    assert isinstance(plain_optimizer_state(optimizers[1])["param_groups"][0]["lr"], float)
+
+
+def test_train_on_cuda_records_the_step_and_resumes(fixture_data, tmp_path):
+    import json
+    import math
+
+    from typer.testing import CliRunner
+
+    from hrpose_cli.cli.app import app
+    from hrpose_cli.engine import trainer
+    from hrpose_cli.engine.train_config import TrainConfig
+
+    class _StopAfter(trainer.TrainReporter):
+        def __init__(self, epoch: int):
+            self.epoch = epoch
+
+        def epoch_end(self, metrics):
+            if metrics["epoch"] == self.epoch:
+                raise KeyboardInterrupt
+
+    ann, images = fixture_data / "person_keypoints.json", fixture_data / "images"
+    common = dict(train_ann=[str(ann)], train_images=[str(images)], arch="w16-small", device="cuda", workers=0,
+                  epochs=3, batch=8, ema=0.99, val_ann=str(ann), val_images=str(images))
+    whole = trainer.run(TrainConfig(out=str(tmp_path / "whole"), **common))
+    lines = [json.loads(line) for line in (tmp_path / "whole/metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(m["loss"]) and "network_step" in m["stage_seconds"] for m in lines)
+    assert "forward" not in lines[0]["stage_seconds"] and lines[-1]["loss"] < lines[0]["loss"]
+    with pytest.raises(KeyboardInterrupt):  # stopped after epoch 1, resumed: the step is recorded again
+        trainer.run(TrainConfig(out=str(tmp_path / "parts"), **common), _StopAfter(1))
+    trainer.run(TrainConfig(out=str(tmp_path / "parts"), resume=True, device="cuda", workers=0))
+    resumed = [json.loads(line) for line in (tmp_path / "parts/metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in resumed] == [1, 2, 3]
+    for a, b in zip(whole.history, resumed):
+        assert abs(a["loss"] - b["loss"]) < 0.02 * a["loss"], (a["loss"], b["loss"])
+    result = CliRunner().invoke(app, ["train", "--train-ann", str(ann), "--train-images", str(images), "--arch", "w16-small",
+                                      "--device", "cuda", "--workers", "0", "--batch", "8", "--epochs", "1",
+                                      "--no-cuda-graphs", "--out", str(tmp_path / "eager")])
+    assert result.exit_code == 0, result.output
+    assert "CUDA graphs" not in result.output
+    eager = json.loads((tmp_path / "eager/metrics.jsonl").read_text().splitlines()[0])
+    assert "network_step" not in eager["stage_seconds"] and "forward" in eager["stage_seconds"]
+    assert abs(eager["loss"] - lines[0]["loss"]) < 0.02 * lines[0]["loss"]
+
+
+def test_fusion_upsampling_keeps_the_autocast_dtype():
+    """CUDA autocast runs nn.Upsample in fp32 (and the fusion sums after it); the fusion layers' upsampling
+    stays in bf16 and copies pixels exactly."""
+    from hrpose_cli.model.hrnet import NearestUpsample
+
+    x = torch.randn(2, 3, 4, 5, device="cuda").bfloat16()
+    with torch.autocast("cuda", torch.bfloat16):
+        plain = torch.nn.Upsample(scale_factor=2, mode="nearest")(x)
+        y = NearestUpsample(scale_factor=2, mode="nearest")(x)
+    assert plain.dtype == torch.float32
+    assert y.dtype == torch.bfloat16 and torch.equal(y[:, :, ::2, ::2], x) and torch.equal(y[:, :, 1::2, 1::2], x)
+
+
+def test_cudnn_fused_blocks_compute_the_folded_network(monkeypatch):
+    from hrpose_cli.model.hrnet import fold_batchnorm, fuse_blocks
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    config = HRNetConfig.from_arch("w16-small")
+    model = PoseHRNet(config)
+    for p in model.parameters():
+        p.data.normal_(0, 0.05)
+    folded = fold_batchnorm(model).cuda().to(memory_format=torch.channels_last)
+    fused = fuse_blocks(fold_batchnorm(model)).cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 256, 192, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        want, got = folded(x), fused(x)
+        assert (got - want).norm() / want.norm() < 1e-4
+        with torch.autocast("cuda", torch.bfloat16):
+            got16 = fused.to(torch.bfloat16)(x)
+    assert got16.dtype == torch.bfloat16 and (got16.float() - want).norm() / want.norm() < 2e-2

@@ -230,3 +230,18 @@ def test_cpu_predictor_runs_the_folded_default_model():
 
     predictor = load_predictor(None, "cpu")
     assert not any(isinstance(m, nn.BatchNorm2d) for m in predictor.model.modules())
+
+
+
+def test_fusion_upsampling_is_nn_upsample():
+    from hrpose_cli.model.hrnet import NearestUpsample
+
+    z = torch.randn(1, 2, 3, 3)
+    assert torch.equal(NearestUpsample(scale_factor=4, mode="nearest")(z), torch.nn.Upsample(scale_factor=4, mode="nearest")(z))
+
+
+def test_fused_blocks_need_a_folded_network():
+    from hrpose_cli.model.hrnet import fuse_blocks
+
+    with pytest.raises(ValueError, match="folded"):
+        fuse_blocks(PoseHRNet(HRNetConfig.from_arch("w16-small")))

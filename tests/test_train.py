@@ -79,7 +79,7 @@ def test_overfits_a_few_real_people(tmp_path, source, request):
     assert [m["epoch"] for m in lines] == list(range(1, 61))
     assert {"loss", "lr", "images_per_s", "data_wait_fraction", "gpu_mem_gib", "time_s"} <= set(lines[0])
     assert "AP" not in lines[0] and {"AP", "AP50", "ARl"} <= set(lines[29]) and "AP" in lines[59]
-    steps = ["data_wait", "upload", "warps", "forward", "targets_loss", "backward", "optimizer"]
+    steps = ["data_wait", "upload", "warps", "targets", "forward", "backward", "optimizer"]
     assert list(lines[0]["stage_seconds"]) == steps and list(lines[29]["stage_seconds"]) == steps + ["validation"]
     assert all(v >= 0 for m in lines for v in m["stage_seconds"].values())
     assert (run / "best.pt").is_file() and (run / "last.pt").is_file() and (run / "loss.png").is_file()

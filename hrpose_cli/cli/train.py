@@ -64,6 +64,7 @@ def train(
     config: Annotated[Optional[Path], typer.Option("--config", help="JSON file of training options (configs/*.json, or a run's config.json to repeat it); command-line options win.", rich_help_panel=_M)] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK). \\[default: auto]", show_default=False, rich_help_panel=_R)] = None,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the network (CUDA; slower start, faster steps).", rich_help_panel=_R)] = False,
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs/--no-cuda-graphs", help="On CUDA, replay each training step as one recorded CUDA graph (not under torchrun or with --distill-features).", rich_help_panel=_R)] = True,
     time_limit: Annotated[Optional[float], typer.Option("--time-limit", help="Minutes this process may train: after each epoch the number of epochs (at most --epochs) is refitted to the time left, lr schedule included.", rich_help_panel=_R)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Run folder. \\[default: runs/train/NAME, numbered fresh: exp, exp2, ...]", show_default=False, rich_help_panel=_R)] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name under runs/train when --out is not given. \\[default: exp]", show_default=False, rich_help_panel=_R)] = None,
@@ -112,6 +113,7 @@ def train(
         "workers": workers,
         "val_every": val_every,
         "compile": compile or None,
+        "cuda_graphs": None if cuda_graphs else False,
         "sync_bn": sync_bn or None,
         "skip_bad_images": skip_bad_images or None,
         "log_every": log_every,
@@ -181,7 +183,7 @@ def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: 
                                          "unlabelled_ann", "unlabelled_images") and _same_paths(value, old)):
                 raise HrposeError(
                     f"--resume continues {run_dir} with its saved configuration: --{key.replace('_', '-')} "
-                    f"differs from it ({old!r}); only --device, --workers, --log-every, --compile, --skip-bad-images and --time-limit may change"
+                    f"differs from it ({old!r}); only --device, --workers, --log-every, --compile, --cuda-graphs, --skip-bad-images and --time-limit may change"
                 )
         runtime = {k: v for k, v in given.items() if k in train_config.RUNTIME_FIELDS}
         return train_config.TrainConfig(out=str(run_dir), resume=True, **runtime)
@@ -253,7 +255,7 @@ class RichReporter:
         console.print(
             f"{info['world_size']} process(es) x batch {info['batch']} = global batch {info['global_batch']}; "
             f"device {info['device']}" + (" (bf16 autocast, channels_last)" if info["bf16"] else "")
-            + (", torch.compile" if info["compile"] else "")
+            + (", torch.compile" if info["compile"] else "") + (", CUDA graphs" if info["cuda_graphs"] else "")
             + f"; recipe {info['recipe']}, per-joint weights {'on' if info['joint_weights'] else 'off'}",
             soft_wrap=True,
         )

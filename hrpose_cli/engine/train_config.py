@@ -17,7 +17,8 @@ RUNS_ROOT = Path("runs") / "train"
 BASE_SIGMA = 2.0  # at an input height of 256; scaled with the height (3 at 384x288)
 # Options that only say how to run, not what is learnt: --resume may change them.
 TEACHER_MODES = ("fill", "match")  # fill: unlabelled joints only; match: function matching (distill.py)
-RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "skip_bad_images", "val_batch", "time_limit", "exist_ok")
+RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "cuda_graphs", "skip_bad_images", "val_batch", "time_limit",
+                  "exist_ok")
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainConfig:
     val_every: int = 1
     val_batch: int | None = None
     compile: bool = False
+    cuda_graphs: bool = True  # on CUDA, each step replayed as one recorded graph (engine/train_step.py)
     sync_bn: bool = False
     skip_bad_images: bool = False
     log_every: int = 50

@@ -1,5 +1,7 @@
 """Training: the loop, checkpoints, resume, validation and the metrics log (the run's configuration is in
-train_config, the loss, schedule and weight average in optim, torchrun's process group in distributed).
+train_config, the network's set-up in train_model, the recorded step in train_step, what it reports in
+train_report, the generators' states in train_state, the loss, schedule and weight average in optim,
+torchrun's process group in distributed).
 
 The data path is the point: worker processes only decode JPEGs (data.images.batch_loader over the
 deterministic plan of data.train_data, one DataLoader for the whole run); the augmentation parameters of
@@ -17,10 +19,8 @@ import dataclasses
 import json
 import math
 import os
-import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,99 +39,17 @@ from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table
 from hrpose_cli.engine import distributed
 from hrpose_cli.engine.compiling import compile_regions
 from hrpose_cli.engine.optim import WeightAverage, joints_mse_loss, lr_factor, milestones
-from hrpose_cli.engine.train_model import build_model, resolve_schema
 from hrpose_cli.engine.stage_clock import StageClock, merge
 from hrpose_cli.engine.train_config import RUNTIME_FIELDS, TrainConfig, load_run_config, resolve_run_dir
+from hrpose_cli.engine.train_model import build_model, resolve_schema
+from hrpose_cli.engine.train_report import TrainReporter, TrainResult
+from hrpose_cli.engine.train_state import all_finite, rng_states, set_rng_states
+from hrpose_cli.engine.train_step import GraphedTrainStep, plain_optimizer_state
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write, write_json
 from hrpose_cli.model.hrnet import ARCHS
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Reporting
-# ---------------------------------------------------------------------------------------------------
-
-
-class TrainReporter:
-    """What the trainer tells the outside world (rank 0 only); the default is silent.
-
-    Any object with these methods will do: the CLI's RichReporter renders them with rich without importing
-    this module (and torch) before the command runs.
-    """
-
-    def start(self, info: dict[str, Any]) -> None: ...
-
-    def message(self, text: str) -> None: ...
-
-    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
-
-    def step(self, step: int, loss: float | None, lr: float, images_per_s: float) -> None:
-        """After each queued step (1-based count); ``loss`` is the epoch's running mean when it was read, else None."""
-
-    def validation_start(self, epoch: int, persons: int) -> None: ...
-
-    def epoch_end(self, metrics: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    epochs: int
-    history: list[dict[str, Any]]
-    best_ap: float | None
-    best_epoch: int | None
-    world_size: int
-    global_batch: int
-    skipped_images: list[str]
-    model: nn.Module | None = None  # the trained network (unwrapped), for Python callers and tests
-
-    @property
-    def images_per_s(self) -> float:
-        rates = [m["images_per_s"] for m in self.history if m.get("images_per_s")]
-        return float(np.mean(rates)) if rates else 0.0
-
-    @property
-    def data_wait_fraction(self) -> float:
-        waits = [m["data_wait_fraction"] for m in self.history if "data_wait_fraction" in m]
-        return float(np.mean(waits)) if waits else 0.0
-
-
-# ---------------------------------------------------------------------------------------------------
-# Checkpoint helpers
-# ---------------------------------------------------------------------------------------------------
-
-
-def _rng_states(device: torch.device) -> dict[str, Any]:
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
-        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
-    }
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def _set_rng_states(states: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(states["torch"])
-    n = states["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    p = states["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if device.type == "cuda" and "cuda" in states:
-        torch.cuda.set_rng_state(states["cuda"], device)
-
-
-def _all_finite(module: nn.Module) -> bool:
-    flags = [torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()]
-    return bool(torch.stack(flags).all()) if flags else True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,7 +176,11 @@ class _Trainer:
         parameters = list(self.raw_model.parameters())
         if self.distiller is not None and self.distiller.adapter is not None:
             parameters += list(self.distiller.adapter.parameters())
-        self.optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=0.0, **fused)
+        # The whole step as one CUDA graph where it can be (train_step.py): not under DDP (its gradient
+        # all-reduce runs outside the autograd graph) nor with --distill-features (a second loss on a wrapper).
+        graphs = (config.cuda_graphs and self.runtime.cuda_graphs and device.type == "cuda" and not self.dist.enabled
+                  and model is self.raw_model)
+        self.optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=0.0, capturable=graphs, **fused)
 
         # Plan and loader.
         self.first_epoch = 1
@@ -275,7 +197,8 @@ class _Trainer:
             self.skipped = list(state.get("skipped_images", [])) + [s for s in self.skipped if s not in state.get("skipped_images", [])]
             if self.first_epoch > config.epochs:
                 raise HrposeError(f"{self.run_dir}: this run already finished its {config.epochs} epochs; nothing to resume")
-            _set_rng_states(state["rng"], device)
+            set_rng_states(state["rng"], device)
+        self.graphed_step = GraphedTrainStep(self.model, self.optimizer, self._loss, device) if graphs else None
         self.plan = TrainPlan(self.table, config.batch, config.epochs, config.seed, self.first_epoch,
                               self.dist.rank, self.dist.world)
         self.augment = AugmentConfig(recipe=config.recipe)
@@ -375,7 +298,8 @@ class _Trainer:
                                                    self.config.mixup)[mine].astype(np.float32))
         return epoch, step, images, m, xy, vis, index, valid, (pixels, mix)
 
-    def _forward_loss(self, images, m, xy, vis, index, valid, pixels) -> torch.Tensor:
+    def _inputs_targets(self, images, m, xy, vis, index, valid, pixels):
+        """The step's input crops, heatmap targets and weights (and the teacher's features, when distilled)."""
         pixels, mix = pixels
         raw = geometry.warp_crops(images.pixels, images.offsets, images.shapes, index, m, self.out_wh)
         if pixels is not None:
@@ -385,10 +309,6 @@ class _Trainer:
             raw, mixed = apply_mixup(raw, mix)
         inputs = self.runtime.input(geometry.normalize(raw))
         self.clock.lap("warps")
-        with self.runtime.autocast():
-            out = self.model(inputs)
-        self.clock.lap("forward")
-        out, adapted = out if isinstance(out, tuple) else (out, None)
         with torch.no_grad():
             taught = None
             if self.config.teacher_mode == "match":
@@ -401,10 +321,29 @@ class _Trainer:
                 target, weight = codec.encode(xy, vis, self.heatmap_hw, self.sigma, self.stride)
             if self.joint_weights is not None:
                 weight = weight * self.joint_weights
+        self.clock.lap("targets")
+        return inputs, target, weight, (taught, valid)
+
+    def _loss(self, inputs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Forward and heatmap loss: what a recorded training step replays (train_step.py)."""
+        with self.runtime.autocast(cache=False):  # a graph capture needs the weights' casts inside it
+            out = self.model(inputs)
+        return joints_mse_loss(out.float(), target, weight)
+
+    def _eager_step(self, inputs, target, weight, features) -> torch.Tensor:
+        with self.runtime.autocast():
+            out = self.model(inputs)
+        out, adapted = out if isinstance(out, tuple) else (out, None)
         loss = joints_mse_loss(out.float(), target, weight)
         if adapted is not None:
-            loss = loss + self.distiller.feature_loss(adapted, taught, valid)
-        return loss
+            loss = loss + self.distiller.feature_loss(adapted, *features)
+        self.clock.lap("forward")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.clock.lap("backward")
+        self.optimizer.step()
+        self.clock.lap("optimizer")
+        return loss.detach()
 
     # -- reading the loss (the only host-device syncs of an epoch) ----------------------------------
     def _read(self, loss_sum: torch.Tensor, bad_step: torch.Tensor, steps: int, epoch: int) -> float:
@@ -462,18 +401,18 @@ class _Trainer:
                     assert (e, s) == (epoch, step)
                     k += 1
                     lr = config.lr * lr_factor(epoch, step, spe, config.epochs, config.warmup_epochs)
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    loss = self._forward_loss(images, m, xy, vis, index, valid, pixels)
-                    self.clock.lap("targets_loss")
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.clock.lap("backward")
-                    self.optimizer.step()
+                    inputs, target, weight, features = self._inputs_targets(images, m, xy, vis, index, valid, pixels)
+                    if self.graphed_step is not None:
+                        self.graphed_step.set_lr(lr)
+                        detached = self.graphed_step(inputs, target, weight)
+                        self.clock.lap("network_step")
+                    else:
+                        for group in self.optimizer.param_groups:
+                            group["lr"] = lr
+                        detached = self._eager_step(inputs, target, weight, features)
                     if self.ema is not None:
                         self.ema.update(self.raw_model)
-                    self.clock.lap("optimizer")
-                    detached = loss.detach()
+                        self.clock.lap("weight_average")
                     loss_sum += detached
                     bad_step = torch.minimum(bad_step, torch.where(torch.isfinite(detached), math.inf, float(step)))
                     read = (step + 1) % config.log_every == 0 and step + 1 < spe
@@ -575,6 +514,7 @@ class _Trainer:
             "sigma_warning": self.schema.uniform_sigma_warning() if self.val else None,
             "bf16": self.runtime.amp,
             "compile": self.config.compile,
+            "cuda_graphs": self.graphed_step is not None,
             "skipped_images": list(self.skipped),
         }
 
@@ -610,7 +550,7 @@ class _Trainer:
     def _end_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
         from hrpose_cli.model.checkpoints import save_checkpoint
 
-        if not _all_finite(self.saved_model):
+        if not all_finite(self.saved_model):
             raise HrposeError(self._nan_message(epoch, "end", "NaN") + " (the weights are no longer finite)")
         self.history.append(metrics)
         ap = metrics.get("AP")
@@ -618,7 +558,7 @@ class _Trainer:
         if improved:
             self.best_ap, self.best_epoch = ap, epoch
         state = {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": plain_optimizer_state(self.optimizer),
             "scheduler": {"kind": "multistep+linear-warmup", "milestones": list(milestones(self.config.epochs)),
                           "gamma": 0.1, "warmup_epochs": self.config.warmup_epochs, "base_lr": self.config.lr,
                           "steps_per_epoch": self.plan.steps_per_epoch, "last_lr": metrics["lr"]},
@@ -626,7 +566,7 @@ class _Trainer:
             "best_ap": self.best_ap,
             "best_epoch": self.best_epoch,
             "history": self.history,
-            "rng": _rng_states(self.runtime.device),
+            "rng": rng_states(self.runtime.device),
             "skipped_images": list(self.skipped),
         }
         if self.distiller is not None and self.distiller.adapter is not None:
