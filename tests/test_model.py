@@ -245,3 +245,30 @@ def test_fused_blocks_need_a_folded_network():
 
     with pytest.raises(ValueError, match="folded"):
         fuse_blocks(PoseHRNet(HRNetConfig.from_arch("w16-small")))
+
+
+def test_widening_keeps_the_function_and_breaks_the_copies_symmetry():
+    from hrpose_cli.model.widen import widen_state_dict
+
+    torch.manual_seed(0)
+    narrow = PoseHRNet(HRNetConfig.from_arch("w16-small")).eval()
+    with torch.no_grad():  # BatchNorms that do something, so that their tiling is tested too
+        for module in narrow.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    state_dict, config = widen_state_dict(narrow.state_dict(), narrow.config, 32)
+    assert config.width == 32 and config.stage_modules == narrow.config.stage_modules
+    wide = PoseHRNet(config, random_init=False)
+    wide.load_state_dict(state_dict)  # strict: every key and shape of a w32-small
+    x = torch.randn(2, 3, 256, 192)
+    with torch.no_grad():
+        assert torch.allclose(wide.eval()(x), narrow(x), atol=1e-5)
+    split = state_dict["stage2.0.branches.0.0.conv1.weight"]  # 32 x 32: both dimensions grew
+    assert not torch.equal(split[:, :16], split[:, 16:])  # the copies differ...
+    old = narrow.state_dict()["stage2.0.branches.0.0.conv1.weight"]
+    assert torch.allclose(split[:16, :16] + split[:16, 16:], old, atol=1e-6)  # ...and sum to the old weight
+    with pytest.raises(HrposeError, match="multiple"):
+        widen_state_dict(narrow.state_dict(), narrow.config, 24)
