@@ -4,7 +4,8 @@
 # call 11's control (calls 7-10's data, 3,771 persons):
 #   W: w32 from the widened model, lr 0.001 (the control's recipe), seed 23
 #   WL: the same at --lr 0.0003, seed 24
-# The two fp16 models (57 MB each) come back as one tar in parts of under 16 MiB (8 files at most).
+# The two fp16 models (57 MB each) come back as one tar in parts of under 16 MiB (8 files at most). As it ran:
+# the device returns 64 MiB in all, so the first four parts came back (WL.pt and its log) and W.pt did not.
 set -u
 source benchmarks/device_setup.sh || exit 1
 [ -d .carry/fm ] || (cd .carry && python3 -m zipfile -e fm.zip .) || exit 1
