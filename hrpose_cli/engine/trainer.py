@@ -1,7 +1,7 @@
 """Training: the loop, checkpoints, resume, validation and the metrics log (the run's configuration is in
-train_config, the network's set-up in train_model, the recorded step in train_step, what it reports in
-train_report, the generators' states in train_state, the loss, schedule and weight average in optim,
-torchrun's process group in distributed).
+train_config, the network's set-up in train_model, each step's inputs and targets in train_batch, the
+recorded step in train_step, what it reports in train_report, the generators' states in train_state, the
+loss, schedule and weight average in optim, torchrun's process group in distributed).
 
 The data path is the point: worker processes only decode JPEGs (data.images.batch_loader over the
 deterministic plan of data.train_data, one DataLoader for the whole run); the augmentation parameters of
@@ -24,18 +24,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from hrpose_cli import __version__
-from hrpose_cli.core import codec, geometry
 from hrpose_cli.core.schema import COCO17
-from hrpose_cli.data.augment import (AugmentConfig, CropParams, apply_mixup, apply_pixel_params, crop_geometry,
-                                     sample_crop_params, sample_mixup, sample_pixel_params)
-from hrpose_cli.data.images import ImageBatch, batch_loader, default_workers
-from hrpose_cli.data.train_data import TrainPlan, augment_rng, load_person_table, missing_images, mixup_rng
+from hrpose_cli.data.images import batch_loader, default_workers
+from hrpose_cli.data.train_data import TrainPlan, load_person_table, missing_images
 from hrpose_cli.engine import distributed
 from hrpose_cli.engine.compiling import compile_regions
 from hrpose_cli.engine.optim import WeightAverage, joints_mse_loss, lr_factor, milestones
@@ -43,6 +39,7 @@ from hrpose_cli.engine.stage_clock import StageClock, merge
 from hrpose_cli.engine.train_config import RUNTIME_FIELDS, TrainConfig, load_run_config, resolve_run_dir
 from hrpose_cli.engine.train_model import build_model, resolve_schema
 from hrpose_cli.engine.train_report import TrainReporter, TrainResult
+from hrpose_cli.engine.train_batch import StepBatches
 from hrpose_cli.engine.train_state import all_finite, rng_states, set_rng_states
 from hrpose_cli.engine.train_step import GraphedTrainStep, plain_optimizer_state
 from hrpose_cli.errors import HrposeError
@@ -201,15 +198,8 @@ class _Trainer:
         self.graphed_step = GraphedTrainStep(self.model, self.optimizer, self._loss, device) if graphs else None
         self.plan = TrainPlan(self.table, config.batch, config.epochs, config.seed, self.first_epoch,
                               self.dist.rank, self.dist.world)
-        self.augment = AugmentConfig(recipe=config.recipe)
-        h, w = self.model_config.input_size
-        self.out_wh = (w, h)
-        self.heatmap_hw = self.model_config.heatmap_size
-        self.stride = w / self.heatmap_hw[1]
-        self.sigma = config.sigma_for(h)
-        self.aspect = w / h
-        self.joint_weights = torch.from_numpy(self.schema.weights).to(device) if config.use_joint_weights else None
-        self.flip_perm = self.schema.flip_permutation()
+        self.batches = StepBatches(config, self.table, self.plan, self.schema, self.model_config, self.runtime,
+                                   self.dist, self.clock, self.distiller, self.skipped)
         self.predictor = None
 
         if self.dist.main and checkpoint is None:
@@ -237,93 +227,14 @@ class _Trainer:
             "train_persons": len(self.table),
             "train_images": self.table.num_images,
             "sources": [{"ann": a, "persons": n} for a, n in self.table.sources],
-            "sigma": self.sigma,
+            "sigma": self.batches.sigma,
             "joint_weights": self.config.use_joint_weights,
             "keypoints": self.schema.to_dict(),
             "lr_milestones": list(milestones(self.config.epochs)),
         }
         write_json(self.run_dir / "config.json", data)
 
-    # -- one step -----------------------------------------------------------------------------------
-    def _step_inputs(self, k: int, batch: ImageBatch):
-        """Host side of one step: augmentation parameters of the global batch, this rank's share, uploads."""
-        epoch, step = self.plan.locate(k)
-        persons = self.plan.global_indices(epoch, step)
-        boxes, joints = self.table.boxes[persons], self.table.joints[persons]
-        centers, scales = geometry.box_to_center_scale(boxes, self.aspect)
-        pixel_params = None
-        if self.config.augment:
-            rng = augment_rng(self.config.seed, epoch, step)
-            params = sample_crop_params(rng, centers, scales, joints, self.augment, self.aspect, self.schema)
-            if self.augment.changes_pixels:
-                pixel_params = sample_pixel_params(rng, len(persons), self.augment)
-        else:
-            params = CropParams(centers, scales, np.zeros(len(persons)), np.zeros(len(persons), dtype=bool))
-        mine = slice(self.dist.rank, None, self.dist.world)
-        params = CropParams(params.centers[mine], params.scales[mine], params.rotations[mine], params.flips[mine])
-        joints = joints[mine]
-        n = len(joints)
-        slot = np.full(n, -1, dtype=np.int64)
-        for s, positions in enumerate(batch.items):
-            slot[list(positions)] = s
-        bad = slot < 0
-        if batch.failures:
-            if not self.config.skip_bad_images:
-                err = HrposeError(f"{batch.failures[0][1]}; add --skip-bad-images to train without it")
-                err.rank_local = True  # only this process saw it: under torchrun it must say so itself
-                raise err
-            for _, problem in batch.failures:
-                if problem not in self.skipped:
-                    self.skipped.append(problem)
-            slot[bad] = 0  # a real (or the placeholder) image; these crops get weight 0
-        widths = batch.images.shapes[:, 1].numpy()[slot].astype(np.float64)
-        crop_to_image, crop_joints = crop_geometry(params, joints, widths, self.out_wh, self.flip_perm)
-        visible = (crop_joints[..., 2] > 0) & ~bad[:, None]
-        j = joints.shape[1]
-        host = np.concatenate([crop_to_image.reshape(-1), crop_joints[..., :2].reshape(-1), visible.reshape(-1),
-                               slot.astype(np.float64)]).astype(np.float32)
-        device = self.runtime.device
-        packed = self.runtime.upload(host)
-        m, rest = packed[: n * 6].view(n, 2, 3), packed[n * 6 :]
-        xy, rest = rest[: n * j * 2].view(n, j, 2), rest[n * j * 2 :]
-        vis, index = rest[: n * j].view(n, j), rest[n * j :].long()
-        images = batch.images.to(device)
-        valid = self.runtime.upload((~bad).astype(np.float32))
-        pixels = None
-        if pixel_params is not None:
-            pixels = (self.runtime.upload(pixel_params.values[mine].astype(np.float32)), pixel_params.noise_seed + self.dist.rank)
-        mix = None
-        if self.config.mixup > 0 and self.config.augment:
-            mix = self.runtime.upload(sample_mixup(mixup_rng(self.config.seed, epoch, step), len(persons),
-                                                   self.config.mixup)[mine].astype(np.float32))
-        return epoch, step, images, m, xy, vis, index, valid, (pixels, mix)
-
-    def _inputs_targets(self, images, m, xy, vis, index, valid, pixels):
-        """The step's input crops, heatmap targets and weights (and the teacher's features, when distilled)."""
-        pixels, mix = pixels
-        raw = geometry.warp_crops(images.pixels, images.offsets, images.shapes, index, m, self.out_wh)
-        if pixels is not None:
-            raw = apply_pixel_params(raw, *pixels)
-        mixed = None
-        if mix is not None:
-            raw, mixed = apply_mixup(raw, mix)
-        inputs = self.runtime.input(geometry.normalize(raw))
-        self.clock.lap("warps")
-        with torch.no_grad():
-            taught = None
-            if self.config.teacher_mode == "match":
-                target, weight = self.distiller.match_targets(raw, xy, vis, valid, mixed, self.config.gt_weight,
-                                                              self.sigma, self.stride, self.runtime.autocast)
-            elif self.distiller is not None:
-                xy, vis, taught = self.distiller.label(images.pixels, images.offsets, images.shapes, index, m, xy, vis,
-                                                       valid, self.runtime.autocast)
-            if self.config.teacher_mode != "match":
-                target, weight = codec.encode(xy, vis, self.heatmap_hw, self.sigma, self.stride)
-            if self.joint_weights is not None:
-                weight = weight * self.joint_weights
-        self.clock.lap("targets")
-        return inputs, target, weight, (taught, valid)
-
+    # -- one step (its inputs and targets: train_batch.StepBatches) ---------------------------------
     def _loss(self, inputs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Forward and heatmap loss: what a recorded training step replays (train_step.py)."""
         with self.runtime.autocast(cache=False):  # a graph capture needs the weights' casts inside it
@@ -396,12 +307,12 @@ class _Trainer:
                     wait += waited
                     self.clock.add("data_wait", waited)
                     self.clock.mark()
-                    e, s, images, m, xy, vis, index, valid, pixels = self._step_inputs(k, batch)
+                    upload = self.batches.upload(k, batch)
                     self.clock.lap("upload")
-                    assert (e, s) == (epoch, step)
+                    assert (upload.epoch, upload.step) == (epoch, step)
                     k += 1
                     lr = config.lr * lr_factor(epoch, step, spe, config.epochs, config.warmup_epochs)
-                    inputs, target, weight, features = self._inputs_targets(images, m, xy, vis, index, valid, pixels)
+                    inputs, target, weight, features = self.batches.inputs_targets(upload)
                     if self.graphed_step is not None:
                         self.graphed_step.set_lr(lr)
                         detached = self.graphed_step(inputs, target, weight)
