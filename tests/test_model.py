@@ -272,3 +272,31 @@ def test_widening_keeps_the_function_and_breaks_the_copies_symmetry():
     assert torch.allclose(split[:16, :16] + split[:16, 16:], old, atol=1e-6)  # ...and sum to the old weight
     with pytest.raises(HrposeError, match="multiple"):
         widen_state_dict(narrow.state_dict(), narrow.config, 24)
+
+
+def test_widen_and_int8_scripts_round_trip(tmp_path):
+    """benchmarks/widen_model.py then int8_weights.py pack/unpack: the device-call path of a wider student."""
+    import subprocess
+    import sys
+
+    from hrpose_cli.model.checkpoints import load_model, save_checkpoint
+
+    def script(*args):
+        return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True)
+
+    torch.manual_seed(0)
+    narrow = PoseHRNet(HRNetConfig.from_arch("w16-small"))
+    save_checkpoint(tmp_path / "w16.pt", narrow, narrow.config, half=True, meta={"run": "test"})
+    assert script("benchmarks/widen_model.py", tmp_path / "w16.pt", tmp_path / "w32.pt", "--width", 32).returncode == 0
+    assert script("benchmarks/int8_weights.py", "pack", tmp_path / "w32.pt", tmp_path / "q.pt").returncode == 0
+    assert script("benchmarks/int8_weights.py", "unpack", tmp_path / "q.pt", tmp_path / "back.pt").returncode == 0
+    assert (tmp_path / "q.pt").stat().st_size < 0.6 * (tmp_path / "w32.pt").stat().st_size / 2  # under fp16's size
+    wide, config = load_model(tmp_path / "w32.pt")
+    back, back_config = load_model(tmp_path / "back.pt")
+    assert back_config == config and config.width == 32
+    x = torch.randn(1, 3, 256, 192)
+    with torch.no_grad():
+        want = wide.eval()(x)
+        assert ((back.eval()(x) - want).norm() / want.norm()) < 0.05
+    bad = script("benchmarks/int8_weights.py", "unpack", tmp_path / "w32.pt", tmp_path / "x.pt")
+    assert bad.returncode != 0 and "not a file written by" in bad.stderr and "Traceback" not in bad.stderr
