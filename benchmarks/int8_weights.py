@@ -16,7 +16,7 @@ import torch
 
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write
-from hrpose_cli.model.checkpoints import read_checkpoint
+from hrpose_cli.model.checkpoints import read_checkpoint, save_checkpoint
 from hrpose_cli.model.hrnet import HRNetConfig
 
 FORMAT = "hrpose-int8"
@@ -48,8 +48,6 @@ def unpack(source: Path, target: Path) -> None:
     state_dict = {key: value.float() for key, value in packed["kept"].items()}
     for key, q in packed["int8"].items():
         state_dict[key] = q.float() * packed["scales"][key].reshape(-1, *([1] * (q.dim() - 1)))
-    from hrpose_cli.model.checkpoints import save_checkpoint
-
     extra = {k: v for k, v in packed.items() if k not in ("format", "version", "config", "int8", "scales", "kept")}
     save_checkpoint(target, state_dict, HRNetConfig.from_dict(packed["config"]), **extra)
 
