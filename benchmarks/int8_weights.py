@@ -42,8 +42,8 @@ def pack(source: Path, target: Path) -> None:
 
 
 def unpack(source: Path, target: Path) -> None:
-    packed = torch.load(source, map_location="cpu", weights_only=True)
-    if not isinstance(packed, dict) or packed.get("format") != FORMAT:
+    packed = read_checkpoint(source)  # one-line errors for a missing or unreadable file
+    if packed.get("format") != FORMAT:
         raise HrposeError(f"{source}: not a file written by `int8_weights.py pack`")
     state_dict = {key: value.float() for key, value in packed["kept"].items()}
     for key, q in packed["int8"].items():
