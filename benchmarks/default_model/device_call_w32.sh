@@ -8,7 +8,7 @@
 # carry [".carry/w32_$SHARD.zip", ".carry/w32.int8.pt", ".teacher", ".whl"]: 6.5 + 28 + 12 + 0.4 MiB, with the
 # working tree's 13 MiB under the 64 MiB. Run as: SHARD=a SEED=25 OUT=$OUT bash benchmarks/default_model/device_call_w32.sh
 # Back: the run's model as int8 in two parts under 16 MiB (cat w32.int8.pt.part_* > w32.int8.pt; then
-# int8_weights.py unpack), its metrics and log. The rule (benchmarks/default_model/README.md) is measured here.
+# int8_weights.py unpack), its metrics and log. The rule is measured here: python benchmarks/choice_rule.py W.pt
 set -u
 source benchmarks/device_setup.sh || exit 1
 S=${SHARD:?SHARD=a, b or c}
