@@ -175,6 +175,17 @@ class TrainConfig:
         d["input_size"] = list(self.input_size) if self.input_size else None
         return d
 
+    def to_run_dict(self, run_dir: Path) -> dict[str, Any]:
+        """to_dict() with every file and folder absolute, as config.json keeps it (a resume may start elsewhere)."""
+        data = self.to_dict()
+        for key in ("train_ann", "train_images", "unlabelled_ann", "unlabelled_images"):
+            data[key] = [str(Path(p).resolve()) for p in data[key]]
+        for key in ("val_ann", "val_images", "weights", "teacher"):
+            if data[key]:
+                data[key] = str(Path(data[key]).resolve())
+        data["out"] = str(run_dir.resolve())
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
         """From config.json (meta keys ignored) or a hand-written JSON config; unknown keys are an error."""

@@ -1,7 +1,9 @@
-"""What a training run tells the outside world while it runs (TrainReporter) and what it returns (TrainResult)."""
+"""What a training run tells the outside world while it runs (TrainReporter), what it leaves in its run folder
+after each epoch (write_history: metrics.jsonl and the curves) and what it returns (TrainResult)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,3 +56,20 @@ class TrainResult:
     def data_wait_fraction(self) -> float:
         waits = [m["data_wait_fraction"] for m in self.history if "data_wait_fraction" in m]
         return float(np.mean(waits)) if waits else 0.0
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """metrics.jsonl (atomically: a crash never truncates it) and, where matplotlib is there, loss.png and ap.png."""
+    from hrpose_cli.files import atomic_write
+
+    lines = "".join(json.dumps(m, allow_nan=False) + "\n" for m in history)
+    atomic_write(run_dir / "metrics.jsonl", lambda f: f.write(lines.encode()))
+    try:
+        from hrpose_cli.viz.plots import plot_curves
+    except ImportError:
+        return
+    loss = [(m["epoch"], m["loss"]) for m in history]
+    plot_curves({"train loss": loss}, "Training loss", run_dir / "loss.png", ylabel="loss")
+    ap = [(m["epoch"], m["AP"]) for m in history if "AP" in m]
+    if ap:
+        plot_curves({"val AP": ap}, "Validation AP (GT boxes, flip test)", run_dir / "ap.png", ylabel="AP")

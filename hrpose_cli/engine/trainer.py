@@ -38,12 +38,12 @@ from hrpose_cli.engine.optim import WeightAverage, joints_mse_loss, lr_factor, m
 from hrpose_cli.engine.stage_clock import StageClock, merge
 from hrpose_cli.engine.train_config import RUNTIME_FIELDS, TrainConfig, load_run_config, resolve_run_dir
 from hrpose_cli.engine.train_model import build_model, resolve_schema
-from hrpose_cli.engine.train_report import TrainReporter, TrainResult
+from hrpose_cli.engine.train_report import TrainReporter, TrainResult, write_history
 from hrpose_cli.engine.train_batch import StepBatches
 from hrpose_cli.engine.train_state import all_finite, rng_states, set_rng_states
 from hrpose_cli.engine.train_step import GraphedTrainStep, plain_optimizer_state
 from hrpose_cli.errors import HrposeError
-from hrpose_cli.files import atomic_write, write_json
+from hrpose_cli.files import write_json
 from hrpose_cli.model.hrnet import ARCHS
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -207,13 +207,7 @@ class _Trainer:
         distributed.barrier(self.dist, self.runtime)
 
     def _write_config(self) -> None:
-        data = self.config.to_dict()
-        for key in ("train_ann", "train_images", "unlabelled_ann", "unlabelled_images"):
-            data[key] = [str(Path(p).resolve()) for p in data[key]]
-        for key in ("val_ann", "val_images", "weights", "teacher"):
-            if data[key]:
-                data[key] = str(Path(data[key]).resolve())
-        data["out"] = str(self.run_dir.resolve())
+        data = self.config.to_run_dict(self.run_dir)
         data["run"] = {
             "hrpose": __version__,
             "torch": torch.__version__,
@@ -491,20 +485,7 @@ class _Trainer:
                         keypoints=keypoints)
         if improved:
             save_checkpoint(self.run_dir / "best.pt", self.saved_model, self.model_config, meta=meta, keypoints=keypoints)
-        lines = "".join(json.dumps(m, allow_nan=False) + "\n" for m in self.history)
-        atomic_write(self.run_dir / "metrics.jsonl", lambda f: f.write(lines.encode()))
-        self._plot()
-
-    def _plot(self) -> None:
-        try:
-            from hrpose_cli.viz.plots import plot_curves
-        except ImportError:
-            return
-        loss = [(m["epoch"], m["loss"]) for m in self.history]
-        plot_curves({"train loss": loss}, "Training loss", self.run_dir / "loss.png", ylabel="loss")
-        ap = [(m["epoch"], m["AP"]) for m in self.history if "AP" in m]
-        if ap:
-            plot_curves({"val AP": ap}, "Validation AP (GT boxes, flip test)", self.run_dir / "ap.png", ylabel="AP")
+        write_history(self.run_dir, self.history)
 
 
 def run(config: TrainConfig, reporter: TrainReporter | None = None) -> TrainResult:
