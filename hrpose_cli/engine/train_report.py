@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from hrpose_cli.files import atomic_write
+
 
 class TrainReporter:
     """What the trainer tells the outside world (rank 0 only); the default is silent.
@@ -60,8 +62,6 @@ class TrainResult:
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """metrics.jsonl (atomically: a crash never truncates it) and, where matplotlib is there, loss.png and ap.png."""
-    from hrpose_cli.files import atomic_write
-
     lines = "".join(json.dumps(m, allow_nan=False) + "\n" for m in history)
     atomic_write(run_dir / "metrics.jsonl", lambda f: f.write(lines.encode()))
     try:

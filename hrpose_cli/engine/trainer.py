@@ -36,10 +36,10 @@ from hrpose_cli.engine import distributed
 from hrpose_cli.engine.compiling import compile_regions
 from hrpose_cli.engine.optim import WeightAverage, joints_mse_loss, lr_factor, milestones
 from hrpose_cli.engine.stage_clock import StageClock, merge
+from hrpose_cli.engine.train_batch import StepBatches
 from hrpose_cli.engine.train_config import RUNTIME_FIELDS, TrainConfig, load_run_config, resolve_run_dir
 from hrpose_cli.engine.train_model import build_model, resolve_schema
 from hrpose_cli.engine.train_report import TrainReporter, TrainResult, write_history
-from hrpose_cli.engine.train_batch import StepBatches
 from hrpose_cli.engine.train_state import all_finite, rng_states, set_rng_states
 from hrpose_cli.engine.train_step import GraphedTrainStep, plain_optimizer_state
 from hrpose_cli.errors import HrposeError

@@ -16,8 +16,8 @@ from dataclasses import replace
 
 import torch
 
-from ..errors import HrposeError
-from .hrnet import HRNetConfig, PoseHRNet
+from hrpose_cli.errors import HrposeError
+from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 
 
 def widen_state_dict(
