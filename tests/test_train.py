@@ -175,6 +175,32 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, fixture
     assert whole.history[-1]["loss"] == la[-1][1]
 
 
+def test_save_every_writes_last_pt_on_its_cadence_and_after_the_last_epoch(tmp_path, fixture_data):
+    ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 4, min_joints=5)
+    images = fixture_data / "images"
+    common = dict(epochs=3, batch=2, save_every=2)
+    saved = []
+
+    class Watch(TrainReporter):
+        def epoch_end(self, metrics):
+            last = tmp_path / "parts" / "last.pt"
+            saved.append(torch.load(last, weights_only=True)["train_state"]["epoch"] if last.exists() else None)
+            if metrics["epoch"] == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(tiny(tmp_path, ann, images, out=str(tmp_path / "parts"), **common), Watch())
+    assert saved == [None, 2]
+    assert len((tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()) == 2
+    trainer.run(TrainConfig(out=str(tmp_path / "parts"), resume=True, device="cpu", workers=0))
+    whole = trainer.run(tiny(tmp_path, ann, images, out=str(tmp_path / "whole"), **common))
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "parts" / "last.pt", weights_only=True)
+    assert a["train_state"]["epoch"] == b["train_state"]["epoch"] == 3
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert whole.history[-1]["loss"] == b["train_state"]["history"][-1]["loss"]
+
+
 def test_cli_resume_of_a_finished_run_and_changed_options(tmp_path, fixture_data):
     ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 2, min_joints=5)
     cfg = tmp_path / "tiny.json"
@@ -243,6 +269,7 @@ def test_cli_annotation_without_usable_person(tmp_path, fixture_data):
     (["--input-size", "256by192"], "--input-size"),
     (["--input-size", "100x80"], "multiples of 32"),
     (["--epochs", "0"], "--epochs"),
+    (["--save-every", "0"], "--save-every"),
     (["--recipe", "fancy"], "--recipe"),
     (["--ema", "1"], "--ema"),
     (["--ema", "-0.5"], "--ema"),

@@ -72,6 +72,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR (--out, else the latest run) from its last.pt, with its saved configuration.", rich_help_panel=_R)] = False,
     val_every: Annotated[Optional[int], typer.Option("--val-every", help="Validate every N epochs (and after the last). \\[default: 1]", show_default=False, rich_help_panel=_R)] = None,
     log_every: Annotated[Optional[int], typer.Option("--log-every", help="Read the loss from the device every N steps. \\[default: 50]", show_default=False, rich_help_panel=_R)] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Write last.pt (weights, optimizer, RNG: what --resume needs) every N epochs and after the last; a W32's takes about a second, so raise it when epochs are short. \\[default: 1]", show_default=False, rich_help_panel=_R)] = None,
 ) -> None:
     """Train HRNet on COCO-format keypoints of any set (the files' category names them); without data options,
     a short demo on the bundled sample.
@@ -117,6 +118,7 @@ def train(
         "sync_bn": sync_bn or None,
         "skip_bad_images": skip_bad_images or None,
         "log_every": log_every,
+        "save_every": save_every,
         "out": str(out) if out else None,
         "exist_ok": exist_ok or None,
         "name": name,

@@ -18,7 +18,7 @@ BASE_SIGMA = 2.0  # at an input height of 256; scaled with the height (3 at 384x
 # Options that only say how to run, not what is learnt: --resume may change them.
 TEACHER_MODES = ("fill", "match")  # fill: unlabelled joints only; match: function matching (distill.py)
 RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "cuda_graphs", "skip_bad_images", "val_batch", "time_limit",
-                  "exist_ok")
+                  "save_every", "exist_ok")
 
 
 @dataclass
@@ -60,6 +60,7 @@ class TrainConfig:
     sync_bn: bool = False
     skip_bad_images: bool = False
     log_every: int = 50
+    save_every: int = 1
     out: str | None = None
     name: str = "exp"
     weights: str | None = None
@@ -110,7 +111,7 @@ class TrainConfig:
         if self.recipe not in RECIPES:
             bad("--recipe", self.recipe, f"expected one of {', '.join(RECIPES)}")
         for option, value in (("--epochs", self.epochs), ("--batch", self.batch), ("--val-every", self.val_every),
-                              ("--log-every", self.log_every)):
+                              ("--log-every", self.log_every), ("--save-every", self.save_every)):
             if not isinstance(value, int) or value < 1:
                 bad(option, value, "must be a whole number of at least 1")
         if self.val_batch is not None and self.val_batch < 1:

@@ -453,6 +453,7 @@ class _Trainer:
         return {key: float(outcome.stats[key]) for key in STAT_KEYS if key in outcome.stats}
 
     def _end_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """Log the epoch; write best.pt when AP improved, and last.pt every --save-every epochs and after the last."""
         from hrpose_cli.model.checkpoints import save_checkpoint
 
         if not all_finite(self.saved_model):
@@ -462,11 +463,22 @@ class _Trainer:
         improved = ap is not None and (self.best_ap is None or ap > self.best_ap)
         if improved:
             self.best_ap, self.best_epoch = ap, epoch
+        meta = {"epoch": epoch, "AP": ap, "run": str(self.run_dir), "hrpose": __version__}
+        keypoints = self.schema.to_dict()
+        if epoch % self.config.save_every == 0 or epoch >= self.config.epochs:
+            save_checkpoint(self.run_dir / "last.pt", self.saved_model, self.model_config,
+                            train_state=self._train_state(epoch, metrics["lr"]), meta=meta, keypoints=keypoints)
+        if improved:
+            save_checkpoint(self.run_dir / "best.pt", self.saved_model, self.model_config, meta=meta, keypoints=keypoints)
+        write_history(self.run_dir, self.history)
+
+    def _train_state(self, epoch: int, last_lr: float) -> dict[str, Any]:
+        """What --resume needs beyond the weights to continue bit for bit."""
         state = {
             "optimizer": plain_optimizer_state(self.optimizer),
             "scheduler": {"kind": "multistep+linear-warmup", "milestones": list(milestones(self.config.epochs)),
                           "gamma": 0.1, "warmup_epochs": self.config.warmup_epochs, "base_lr": self.config.lr,
-                          "steps_per_epoch": self.plan.steps_per_epoch, "last_lr": metrics["lr"]},
+                          "steps_per_epoch": self.plan.steps_per_epoch, "last_lr": last_lr},
             "epoch": epoch,
             "best_ap": self.best_ap,
             "best_epoch": self.best_epoch,
@@ -479,13 +491,7 @@ class _Trainer:
         if self.ema is not None:
             state["raw_weights"] = self.raw_model.state_dict()
             state["ema_updates"] = self.ema.updates
-        meta = {"epoch": epoch, "AP": ap, "run": str(self.run_dir), "hrpose": __version__}
-        keypoints = self.schema.to_dict()
-        save_checkpoint(self.run_dir / "last.pt", self.saved_model, self.model_config, train_state=state, meta=meta,
-                        keypoints=keypoints)
-        if improved:
-            save_checkpoint(self.run_dir / "best.pt", self.saved_model, self.model_config, meta=meta, keypoints=keypoints)
-        write_history(self.run_dir, self.history)
+        return state
 
 
 def run(config: TrainConfig, reporter: TrainReporter | None = None) -> TrainResult:
