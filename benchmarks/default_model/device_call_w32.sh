@@ -1,4 +1,4 @@
-# A w32 chain within the device's limits (issue 15; not yet run): one H200, one arm alone for TL minutes,
+# A w32 chain within the device's limits (issue 15): one H200, one arm alone for TL minutes,
 # continuing from the last w32 (call 12's WL first) carried as int8, on one of three data shards in turn.
 # Here, before the call (SHARD = a, b or c in turn; PREV the last w32's exported model):
 #   (cd .carry/fm && python3 -m zipfile -c ../w32_a.zip coco fashion17 pelota badminton \
@@ -23,7 +23,7 @@ for s in ccp humanseg cctv; do
   [ -d $D/$s ] && L="$L --unlabelled-ann $D/$s/annotations.json --unlabelled-images $D/$s/images"; done
 R=/tmp/run_$(date +%s)
 hrpose train $L --recipe strong --ema 0.999 --epochs 400 --batch 128 --lr ${LR:-0.0003} --warmup-epochs 2 \
-  --workers 14 --log-every 1000 --time-limit ${TL:-8.0} --teacher .teacher/movenet-thunder.json --teacher-mode match \
+  --workers 14 --log-every 1000 --save-every ${SAVE_EVERY:-50} --time-limit ${TL:-8.0} --teacher .teacher/movenet-thunder.json --teacher-mode match \
   --weights /tmp/w32.pt --seed ${SEED:?} --out $R/W > $OUT/W.log 2>&1
 echo "train rc $?"
 python3 benchmarks/export_model.py $R/W/last.pt /tmp/W.pt || exit 1
