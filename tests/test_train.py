@@ -420,3 +420,34 @@ def test_thin_frames_and_default_model_script_bad_input_is_one_line(tmp_path):
         assert done.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), (argv, done.stderr)
         assert str(tmp_path) in lines[0]
     assert not (tmp_path / "o.json").exists() and not (tmp_path / "run").exists()
+
+
+def test_mixed_shard_script_splits_every_source_and_keeps_coco_whole(tmp_path, fixture_data):
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    fm = tmp_path / "fm"
+    for name in ("coco", "fashion17", "pelota", "badminton", "ccp", "humanseg", "cctv"):
+        shutil.copytree(fixture_data / "images", fm / name / "images")
+        shutil.copy(fixture_data / "person_keypoints.json", fm / name / "annotations.json")
+    images = {i["file_name"] for i in json.loads((fixture_data / "person_keypoints.json").read_text())["images"]}
+    seen = []
+    for part in range(2):
+        out = tmp_path / f"m{part}.zip"
+        done = subprocess.run([sys.executable, "benchmarks/mixed_shard.py", str(fm), str(out), "--part", str(part),
+                               "--of", "2"], cwd=root, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        with zipfile.ZipFile(out) as shard:
+            assert {n.split("/")[-1] for n in shard.namelist() if n.startswith("coco/images/")} == images
+            files = {n.split("/")[-1] for n in shard.namelist() if n.startswith("ccp/images/")}
+            ann = json.loads(shard.read("ccp/annotations.json"))
+            assert {i["file_name"] for i in ann["images"]} == files
+            assert {a["image_id"] for a in ann["annotations"]} <= {i["id"] for i in ann["images"]}
+        seen.append(files)
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == images and seen[0] and seen[1]
+    done = subprocess.run([sys.executable, "benchmarks/mixed_shard.py", str(tmp_path / "none"), str(tmp_path / "x.zip"),
+                           "--part", "0"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.startswith("error: ") and "none" in done.stderr
+    assert not (tmp_path / "x.zip").exists()

@@ -1,0 +1,64 @@
+"""One shard of the device data pack that mixes every source: a chain link on one source's shard pulls the
+student towards it (call 13), so each shard holds every part's K-th image of every source.
+
+    python benchmarks/mixed_shard.py .carry/fm .carry/w32_m1.zip --part 0 --of 3   # m2: --part 1, m3: --part 2
+
+FM_DIR holds one folder per source (annotations.json + images/, as benchmarks/pack_device_data.py writes them).
+coco-real train (`coco`) is small and goes whole into every shard; the set-aside and the video frames stay out.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from hrpose_cli.errors import HrposeError
+from hrpose_cli.files import atomic_write
+
+WHOLE = ("coco",)
+SPLIT = ("fashion17", "pelota", "badminton", "ccp", "humanseg", "cctv")
+
+
+def build(source: Path, target: Path, part: int, parts: int) -> dict[str, int]:
+    """Write the shard's zip (folders named as the sources); returns the persons per source."""
+    if not 0 <= part < parts:
+        raise HrposeError(f"--part {part}: must be from 0 to {parts - 1} (--of {parts})")
+    persons: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        zipped = Path(tmp) / "shard.zip"
+        with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as out:
+            for name in WHOLE + SPLIT:
+                ann = source / name / "annotations.json"
+                if not ann.is_file():
+                    raise HrposeError(f"{ann}: missing (FM_DIR holds one folder per source)")
+                data = json.loads(ann.read_text())
+                images = data["images"] if name in WHOLE else data["images"][part::parts]
+                ids = {image["id"] for image in images}
+                annotations = [a for a in data["annotations"] if a["image_id"] in ids]
+                for image in images:
+                    out.write(source / name / "images" / image["file_name"], f"{name}/images/{image['file_name']}")
+                out.writestr(f"{name}/annotations.json", json.dumps(dict(data, images=images, annotations=annotations)))
+                persons[name] = len(annotations)
+        atomic_write(target, lambda f: f.write(zipped.read_bytes()))
+    return persons
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", type=Path, help="FM_DIR: one folder per source")
+    parser.add_argument("target", type=Path, help="the shard's zip")
+    parser.add_argument("--part", type=int, required=True)
+    parser.add_argument("--of", type=int, default=3, dest="parts")
+    args = parser.parse_args()
+    try:
+        persons = build(args.source, args.target, args.part, args.parts)
+    except (HrposeError, OSError, json.JSONDecodeError) as err:
+        sys.exit(f"error: {err}")
+    print(f"{args.target}: {args.target.stat().st_size / 2**20:.1f} MiB; persons "
+          + ", ".join(f"{k} {v}" for k, v in persons.items()))
+
+
+if __name__ == "__main__":
+    main()
