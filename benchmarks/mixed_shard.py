@@ -2,9 +2,12 @@
 student towards it (call 13), so each shard holds every part's K-th image of every source.
 
     python benchmarks/mixed_shard.py .carry/fm .carry/w32_m1.zip --part 0 --of 3   # m2: --part 1, m3: --part 2
+    python benchmarks/mixed_shard.py .carry/fm .carry/w32_f1.zip --part 0 --whole fashion17   # fashion17 in every shard
 
 FM_DIR holds one folder per source (annotations.json + images/, as benchmarks/pack_device_data.py writes them).
-coco-real train (`coco`) is small and goes whole into every shard; the set-aside and the video frames stay out.
+coco-real train (`coco`) is small and goes whole into every shard, as does every source named by --whole (calls
+14-15: a link that saw a third of fashion17 lost 0.10 AP on its held-out images); the set-aside and the video
+frames stay out.
 """
 
 import argparse
@@ -17,24 +20,27 @@ from pathlib import Path
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write
 
-WHOLE = ("coco",)
-SPLIT = ("fashion17", "pelota", "badminton", "ccp", "humanseg", "cctv")
+SOURCES = ("coco", "fashion17", "pelota", "badminton", "ccp", "humanseg", "cctv")
 
 
-def build(source: Path, target: Path, part: int, parts: int) -> dict[str, int]:
+def build(source: Path, target: Path, part: int, parts: int, whole: tuple[str, ...] = ()) -> dict[str, int]:
     """Write the shard's zip (folders named as the sources); returns the persons per source."""
     if not 0 <= part < parts:
         raise HrposeError(f"--part {part}: must be from 0 to {parts - 1} (--of {parts})")
+    unknown = sorted(set(whole) - set(SOURCES))
+    if unknown:
+        raise HrposeError(f"--whole {unknown[0]}: not a source (expected one of {', '.join(SOURCES)})")
+    whole = ("coco", *whole)
     persons: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         zipped = Path(tmp) / "shard.zip"
         with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as out:
-            for name in WHOLE + SPLIT:
+            for name in SOURCES:
                 ann = source / name / "annotations.json"
                 if not ann.is_file():
                     raise HrposeError(f"{ann}: missing (FM_DIR holds one folder per source)")
                 data = json.loads(ann.read_text())
-                images = data["images"] if name in WHOLE else data["images"][part::parts]
+                images = data["images"] if name in whole else data["images"][part::parts]
                 ids = {image["id"] for image in images}
                 annotations = [a for a in data["annotations"] if a["image_id"] in ids]
                 for image in images:
@@ -51,9 +57,10 @@ def main() -> None:
     parser.add_argument("target", type=Path, help="the shard's zip")
     parser.add_argument("--part", type=int, required=True)
     parser.add_argument("--of", type=int, default=3, dest="parts")
+    parser.add_argument("--whole", nargs="*", default=[], help="sources that go whole into every shard (coco always)")
     args = parser.parse_args()
     try:
-        persons = build(args.source, args.target, args.part, args.parts)
+        persons = build(args.source, args.target, args.part, args.parts, tuple(args.whole))
     except (HrposeError, OSError, json.JSONDecodeError) as err:
         sys.exit(f"error: {err}")
     print(f"{args.target}: {args.target.stat().st_size / 2**20:.1f} MiB; persons "

@@ -447,7 +447,17 @@ def test_mixed_shard_script_splits_every_source_and_keeps_coco_whole(tmp_path, f
             assert {a["image_id"] for a in ann["annotations"]} <= {i["id"] for i in ann["images"]}
         seen.append(files)
     assert not seen[0] & seen[1] and seen[0] | seen[1] == images and seen[0] and seen[1]
+    done = subprocess.run([sys.executable, "benchmarks/mixed_shard.py", str(fm), str(tmp_path / "w.zip"), "--part", "1",
+                           "--of", "2", "--whole", "ccp"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(tmp_path / "w.zip") as shard:
+        names = shard.namelist()
+        assert {n.split("/")[-1] for n in names if n.startswith("ccp/images/")} == images
+        assert {n.split("/")[-1] for n in names if n.startswith("cctv/images/")} == seen[1]
     done = subprocess.run([sys.executable, "benchmarks/mixed_shard.py", str(tmp_path / "none"), str(tmp_path / "x.zip"),
                            "--part", "0"], cwd=root, capture_output=True, text=True)
     assert done.returncode == 1 and done.stderr.startswith("error: ") and "none" in done.stderr
+    done = subprocess.run([sys.executable, "benchmarks/mixed_shard.py", str(fm), str(tmp_path / "x.zip"), "--part", "0",
+                           "--whole", "shoes"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "--whole shoes" in done.stderr
     assert not (tmp_path / "x.zip").exists()

@@ -11,7 +11,7 @@
 # int8_weights.py unpack), its metrics and log. The rule is measured here: python benchmarks/choice_rule.py W.pt
 set -u
 source benchmarks/device_setup.sh || exit 1
-S=${SHARD:?SHARD=m1, m2 or m3}
+S=${SHARD:?SHARD=m1, m2, m3 or f1: the .carry/w32_SHARD.zip carried}
 D=.carry/shard; mkdir -p $D
 (cd $D && python3 -m zipfile -e ../w32_$S.zip .) || exit 1
 python3 benchmarks/int8_weights.py unpack .carry/w32.int8.pt /tmp/w32.pt || exit 1
