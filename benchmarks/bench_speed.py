@@ -121,6 +121,25 @@ def interleaved(runs: dict[str, Callable[[], None]], batch: int, windows: int = 
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def forward(model: nn.Module, bf16: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` as inference runs it: no autograd, bf16 autocast where ``bf16``."""
+    def run(inputs: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=bf16, cache_enabled=False):
+            return model(inputs)
+    return run
+
+
+def kernel_table(prof, steps: int, top: int, title: str) -> float:
+    """GPU ms per step in all (returned) from a torch.profiler run of ``steps`` steps; prints the ``top`` kernels."""
+    timed = sorted(((e.key, e.self_device_time_total / 1000 / steps, e.count // steps)
+                    for e in prof.key_averages() if e.self_device_time_total > 0), key=lambda k: -k[1])
+    total = sum(ms for _, ms, _ in timed)
+    print(f"[{title}] GPU time per forward {total:.2f} ms in {sum(c for *_, c in timed)} kernels", flush=True)
+    for key, ms, count in timed[:top]:
+        print(f"  {ms:7.3f} ms  x{count:<4d} {key[:110]}", flush=True)
+    return total
+
+
 def profile_rows(official: Path, config: HRNetConfig, batch: int = 256, top: int = 12) -> dict[str, float]:
     """GPU milliseconds per forward, in all and per kernel name, of ours and the official network."""
     from torch.profiler import ProfilerActivity, profile
@@ -139,13 +158,8 @@ def profile_rows(official: Path, config: HRNetConfig, batch: int = 256, top: int
                 for _ in range(steps):
                     model(x)
                 torch.cuda.synchronize()
-        timed = sorted(((e.key, e.self_device_time_total / 1000 / steps, e.count // steps)
-                        for e in prof.key_averages() if e.self_device_time_total > 0), key=lambda k: -k[1])
-        total = sum(ms for _, ms, _ in timed)
-        rows[f"profile bf16+channels_last b{batch}, {name}: GPU ms per forward"] = total
-        print(f"[profile {name}] GPU time per forward {total:.2f} ms in {sum(c for *_, c in timed)} kernels", flush=True)
-        for key, ms, count in timed[:top]:
-            print(f"  {ms:7.3f} ms  x{count:<4d} {key[:110]}", flush=True)
+        rows[f"profile bf16+channels_last b{batch}, {name}: GPU ms per forward"] = kernel_table(prof, steps, top,
+                                                                                              f"profile {name}")
     return rows
 
 
@@ -162,24 +176,18 @@ def network_rows(official: Path, config: HRNetConfig, compile_: bool = True,
         ours, theirs = ours.to(memory_format=fmt), theirs.to(memory_format=fmt)
         x = torch.randn(batch, 3, *config.input_size, device="cuda").contiguous(memory_format=fmt)
 
-        def forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-            def run(inputs: torch.Tensor) -> torch.Tensor:
-                with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=bf16, cache_enabled=False):
-                    return model(inputs)
-            return run
-
         with torch.inference_mode():
-            same = (forward(ours)(x) - forward(theirs)(x)).abs().max().item()
+            same = (forward(ours, bf16)(x) - forward(theirs, bf16)(x)).abs().max().item()
         print(f"[{label}] max |ours - official| on the same weights: {same:.2e}", flush=True)
         folded = fold_batchnorm(ours).to(memory_format=fmt)
-        eager = {"ours": forward(ours), "official": forward(theirs), "ours folded": forward(folded)}
+        eager = {"ours": forward(ours, bf16), "official": forward(theirs, bf16), "ours folded": forward(folded, bf16)}
         if bf16:  # as hrpose's inference runs it on CUDA (engine/inference.load_predictor)
             fused = fuse_blocks(fold_batchnorm(ours)).to(torch.bfloat16)
             with torch.inference_mode():
-                want = forward(ours)(x).float()
-                rel = ((forward(fused)(x).float() - want).norm() / want.norm()).item()
+                want = forward(ours, bf16)(x).float()
+                rel = ((forward(fused, bf16)(x).float() - want).norm() / want.norm()).item()
             print(f"[{label}] cuDNN-fused blocks against ours: relative difference {rel:.2e}", flush=True)
-            eager["ours folded, cuDNN-fused blocks"] = forward(fused)
+            eager["ours folded, cuDNN-fused blocks"] = forward(fused, bf16)
         graphs = {name: cuda_graph(fn, x) for name, fn in eager.items()}
         timed = {f"{name} eager": (lambda f=fn: f(x)) for name, fn in eager.items()}
         timed.update({f"{name} CUDA graph": (lambda g=g: g(x)) for name, g in graphs.items()})
@@ -190,7 +198,7 @@ def network_rows(official: Path, config: HRNetConfig, compile_: bool = True,
         for name, model in (("ours", ours), ("official", theirs)) if compile_ else ():
             start = time.perf_counter()
             model = compile_regions(model) if name == "ours" else torch.compile(model)
-            fn = forward(model)
+            fn = forward(model, bf16)
             fn(x)
             torch.cuda.synchronize()
             print(f"[{label}] {name} compile + first forward: {time.perf_counter() - start:.1f} s", flush=True)

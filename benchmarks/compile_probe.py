@@ -30,17 +30,10 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_speed import PRECISIONS, cuda_graph, interleaved, official_network  # noqa: E402
+from bench_speed import PRECISIONS, cuda_graph, forward, interleaved, kernel_table, official_network  # noqa: E402
 
 from hrpose_cli.engine.compiling import compile_regions  # noqa: E402
 from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet, fold_batchnorm, fuse_blocks  # noqa: E402
-
-
-def forward(model: nn.Module, bf16: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    def run(inputs: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=bf16, cache_enabled=False):
-            return model(inputs)
-    return run
 
 
 def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
@@ -129,13 +122,8 @@ def kernels(label: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
         for _ in range(steps):
             fn(x)
         torch.cuda.synchronize()
-    timed = sorted(((e.key, e.self_device_time_total / 1000 / steps, e.count // steps)
-                    for e in prof.key_averages() if e.self_device_time_total > 0), key=lambda k: -k[1])
-    gpu_ms = sum(ms for _, ms, _ in timed)
-    print(f"  by blocks: host {host_ms:.2f} ms per call, GPU {gpu_ms:.2f} ms per forward in "
-          f"{sum(c for *_, c in timed)} kernels", flush=True)
-    for key, ms, count in timed[:top]:
-        print(f"  {ms:7.3f} ms  x{count:<4d} {key[:110]}", flush=True)
+    print(f"  by blocks: host {host_ms:.2f} ms per call", flush=True)
+    gpu_ms = kernel_table(prof, steps, top, f"{label}, by blocks")
     return {f"{label}, by blocks: host ms per call": host_ms, f"{label}, by blocks: GPU ms per forward": gpu_ms}
 
 

@@ -13,9 +13,9 @@ frames stay out.
 import argparse
 import json
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write
@@ -31,14 +31,15 @@ def build(source: Path, target: Path, part: int, parts: int, whole: tuple[str, .
     if unknown:
         raise HrposeError(f"--whole {unknown[0]}: not a source (expected one of {', '.join(SOURCES)})")
     whole = ("coco", *whole)
+    sources = {name: source / name / "annotations.json" for name in SOURCES}
+    for ann in sources.values():
+        if not ann.is_file():
+            raise HrposeError(f"{ann}: missing (FM_DIR holds one folder per source)")
     persons: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        zipped = Path(tmp) / "shard.zip"
-        with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as out:
-            for name in SOURCES:
-                ann = source / name / "annotations.json"
-                if not ann.is_file():
-                    raise HrposeError(f"{ann}: missing (FM_DIR holds one folder per source)")
+
+    def write(handle: BinaryIO) -> None:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as out:
+            for name, ann in sources.items():
                 data = json.loads(ann.read_text())
                 images = data["images"] if name in whole else data["images"][part::parts]
                 ids = {image["id"] for image in images}
@@ -47,7 +48,8 @@ def build(source: Path, target: Path, part: int, parts: int, whole: tuple[str, .
                     out.write(source / name / "images" / image["file_name"], f"{name}/images/{image['file_name']}")
                 out.writestr(f"{name}/annotations.json", json.dumps(dict(data, images=images, annotations=annotations)))
                 persons[name] = len(annotations)
-        atomic_write(target, lambda f: f.write(zipped.read_bytes()))
+
+    atomic_write(target, write)
     return persons
 
 
