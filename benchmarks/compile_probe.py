@@ -1,20 +1,19 @@
-"""Why hrpose's network compiled by blocks is slower than its own eager one (issue 20), in one device call.
+"""hrpose's network compiled by regions against its eager forms and the official network compiled whole (issue 20).
 
     source benchmarks/device_setup.sh && python3 benchmarks/compile_probe.py --official .carry/official/pose_hrnet.py \\
         --out $OUT/compile_probe.json [--precisions bf16,fp32]
 
-Prepared after stop 27, whose table had ours compiled by blocks at 0.51x/0.55x of the official network compiled
-whole (and below ours eager). Each hypothesis gets a row, W32 256x192, network alone, same random weights,
-timed in turns (bench_speed.interleaved) beside ours eager in each group (rows seen in
-several groups give their mean):
-  - by blocks, recorded as one CUDA graph: if that closes the gap, the cost is the host's per-block calls
-    (guards and wrappers of 108 compiled blocks), not the kernels;
-  - by blocks with inductor's layout_optimization off: if that closes it, each block's graph converts its
-    input and output layouts;
-  - ours compiled whole, beside the official compiled whole: whether the whole-graph fusions across blocks
-    (fusion layers' upsampling and sums) are the difference;
-  - the inference form (BN folded, cuDNN-fused blocks), eager, as hrpose's CUDA inference runs it.
-Then the kernels of one forward by blocks (GPU ms per kernel name) and the host's milliseconds per call.
+W32 256x192, network alone, the same random weights, rows timed in turns (bench_speed.interleaved; rows seen in
+several groups give their mean), each group beside ours eager:
+  - the inference form (BatchNorms folded, blocks cuDNN-fused) eager, and with its fusions compiled
+    (engine.compiling.compile_regions, what `hrpose eval --compile` runs), each also as one CUDA graph (what
+    `hrpose eval` replays);
+  - the training form compiled by regions (blocks and fusions), eager and as one CUDA graph;
+  - the official network eager and compiled whole (torch.compile of the model).
+Then the kernels of one forward of the inference form with compiled fusions (GPU ms per kernel name) and the
+host's milliseconds per call. The first run (2026-12-04, blocks compiled without their fusions) showed why
+those fell below eager: 37.6 ms of host time per call for 29.2 ms of GPU work (108 compiled calls), and the
+fusions' upsampling, sums and BatchNorms still eager (benchmarks/speed/h200_compile_probe_blocks.json).
 """
 
 from __future__ import annotations
@@ -49,8 +48,6 @@ def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tenso
 
 
 def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, float]:
-    import torch._inductor.config as inductor_config
-
     label, bf16, batch = PRECISIONS[precision]
     fmt = torch.channels_last if bf16 else torch.contiguous_format
     weights = PoseHRNet(config).state_dict()
@@ -69,36 +66,40 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     eager = forward(ours(), bf16)  # in every group: dynamo resets between groups, and eager is the yardstick
 
     def timed(group: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> dict[str, float]:
-        return interleaved({name: (lambda f=fn: f(x)) for name, fn in {"ours eager": eager, **group}.items()}, batch)
+        start = time.perf_counter()
+        rates = interleaved({name: (lambda f=fn: f(x)) for name, fn in {"ours eager": eager, **group}.items()}, batch)
+        for name, rate in rates.items():
+            print(f"  {name}: {rate:.0f} images/s", flush=True)
+        print(f"  (timed in {time.perf_counter() - start:.1f} s)", flush=True)
+        return rates
 
-    group = {}
-    if bf16:
-        group["ours inference form (folded, cuDNN-fused), eager"] = forward(
-            fuse_blocks(fold_batchnorm(ours())).to(torch.bfloat16), bf16)
-    group["ours by blocks"] = compiled("ours by blocks", lambda: forward(compile_regions(ours()), bf16), x, seconds)
-    group["ours by blocks, one CUDA graph"] = cuda_graph(group["ours by blocks"], x)
+    def inference_form() -> nn.Module:
+        folded = fuse_blocks(fold_batchnorm(ours()))
+        return folded.to(torch.bfloat16) if bf16 else folded  # as engine.inference.load_predictor
+
+    group = {"ours inference form, eager": forward(inference_form(), bf16)}
+    group["ours inference form, compiled fusions"] = compiled(
+        "ours inference form, compiled fusions", lambda: forward(compile_regions(inference_form()), bf16), x, seconds)
+    group["ours inference form, eager, one CUDA graph"] = cuda_graph(group["ours inference form, eager"], x)
+    group["ours inference form, compiled fusions, one CUDA graph"] = cuda_graph(
+        group["ours inference form, compiled fusions"], x)
     rates = {name: [rate] for name, rate in timed(group).items()}
-    graphed = group["ours by blocks, one CUDA graph"]  # a recording: it outlives dynamo's reset
+    graphed = {name: fn for name, fn in group.items() if name.endswith("CUDA graph")}  # recordings outlive a reset
+    kernel_rows = kernels(label, group["ours inference form, compiled fusions"], x)
     torch._dynamo.reset()
-    inductor_config.layout_optimization = False
-    try:
-        group = {"ours by blocks, layout_optimization off": compiled(
-            "ours by blocks, layout_optimization off", lambda: forward(compile_regions(ours()), bf16), x, seconds),
-            "ours by blocks, one CUDA graph": graphed}
-        for name, rate in timed(group).items():
-            rates.setdefault(name, []).append(rate)
-    finally:
-        inductor_config.layout_optimization = True
-    torch._dynamo.reset()
-    group = {"ours whole graph": compiled("ours whole graph", lambda: forward(torch.compile(ours()), bf16), x, seconds),
-             "official whole graph": compiled("official whole graph", lambda: forward(torch.compile(theirs), bf16), x,
-                                              seconds)}
+    group = {"ours by regions (blocks and fusions)": compiled(
+        "ours by regions (blocks and fusions)", lambda: forward(compile_regions(ours()), bf16), x, seconds)}
+    group["ours by regions, one CUDA graph"] = cuda_graph(group["ours by regions (blocks and fusions)"], x)
+    group["official eager"] = forward(theirs, bf16)
+    group["official whole graph"] = compiled("official whole graph", lambda: forward(torch.compile(theirs), bf16),
+                                             x, seconds)
+    group.update(graphed)
     for name, rate in timed(group).items():
         rates.setdefault(name, []).append(rate)
     torch._dynamo.reset()
     rows = {f"{label}, {name}: images/s": sum(r) / len(r) for name, r in rates.items()}
     rows.update({f"{label}, {name}: compile + first forward s": s for name, s in seconds.items()})
-    rows.update(kernels(label, forward(compile_regions(ours()), bf16), x))
+    rows.update(kernel_rows)
     for key, value in rows.items():
         print(f"{key}: {value:.2f}", flush=True)
     torch._dynamo.reset()
@@ -107,7 +108,7 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
 
 def kernels(label: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, steps: int = 10,
             top: int = 15) -> dict[str, float]:
-    """GPU ms per kernel name of one forward by blocks, and the host's ms per call (launch side only)."""
+    """GPU ms per kernel name of one forward of ``fn``, and the host's ms per call (launch side only)."""
     from torch.profiler import ProfilerActivity, profile
 
     for _ in range(3):
@@ -122,9 +123,10 @@ def kernels(label: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
         for _ in range(steps):
             fn(x)
         torch.cuda.synchronize()
-    print(f"  by blocks: host {host_ms:.2f} ms per call", flush=True)
-    gpu_ms = kernel_table(prof, steps, top, f"{label}, by blocks")
-    return {f"{label}, by blocks: host ms per call": host_ms, f"{label}, by blocks: GPU ms per forward": gpu_ms}
+    print(f"  {label}: host {host_ms:.2f} ms per call", flush=True)
+    gpu_ms = kernel_table(prof, steps, top, f"{label}, inference form, compiled fusions")
+    return {f"{label}, inference form, compiled fusions: host ms per call": host_ms,
+            f"{label}, inference form, compiled fusions: GPU ms per forward": gpu_ms}
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from hrpose_cli.data.augment import PIXEL_COLUMNS, AugmentConfig, apply_pixel_pa
 from hrpose_cli.data.images import PackedImages
 from hrpose_cli.engine.predictor import Predictor
 from hrpose_cli.engine.runtime import Runtime
-from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
+from hrpose_cli.model.hrnet import BasicBlock, HRNetConfig, PoseHRNet, fold_batchnorm, fuse_blocks
 
 pytestmark = pytest.mark.gpu
 
@@ -166,6 +166,12 @@ def test_compiled_regions_agree_with_eager_in_inference_and_training(monkeypatch
     eager.eval(), compiled.eval()
     with torch.inference_mode():
         want, got = eager(x), compiled(x)
+    assert (got - want).norm() / want.norm() < 1e-3
+    # As `hrpose eval --compile` runs it: BatchNorms folded, blocks cuDNN-fused, only the fusions compiled.
+    inference = compile_regions(fuse_blocks(fold_batchnorm(eager)))
+    assert not any(m._compiled_call_impl for m in inference.modules() if isinstance(m, BasicBlock))
+    with torch.inference_mode():
+        got = inference(x)
     assert (got - want).norm() / want.norm() < 1e-3
 
 

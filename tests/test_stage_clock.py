@@ -1,6 +1,7 @@
 """Where the time goes: StageClock's sums, `hrpose eval --json`'s stage_seconds, and the compile set-up
 (regions compiled in place with the state dict unchanged, the persistent cache folder)."""
 
+import copy
 import json
 import os
 import time
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from hrpose_cli.cli.app import app
 from hrpose_cli.engine import compiling
 from hrpose_cli.engine.stage_clock import StageClock, describe, merge
-from hrpose_cli.model.hrnet import BasicBlock, Bottleneck, HRNetConfig, PoseHRNet
+from hrpose_cli.model.hrnet import BasicBlock, Bottleneck, HighResolutionModule, HRNetConfig, PoseHRNet
 
 REPO = Path(__file__).resolve().parents[1]
 W32_KEYS = REPO / "tests" / "data" / "hrnet_w32_keys.txt"
@@ -62,13 +63,18 @@ def test_eval_json_and_output_say_where_the_time_went(fixture_data, tiny_weights
     assert "time by stage: load model" in result.output and "evaluation" in result.output
 
 
-def test_compile_regions_compiles_the_blocks_in_place_and_keeps_the_state_dict():
+def test_compile_regions_compiles_the_blocks_and_fusions_in_place_and_keeps_the_state_dict():
     model = PoseHRNet(HRNetConfig.from_arch("w32"), random_init=False)
     keys = list(model.state_dict())
     assert compiling.compile_regions(model) is model
     blocks = [m for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck))]
     assert len(blocks) == 4 + 4 * (2 * 1 + 3 * 4 + 4 * 3)  # layer1's Bottlenecks; 4 BasicBlocks per branch and module
     assert all(m._compiled_call_impl is not None for m in blocks)
+    modules = [m for m in model.modules() if isinstance(m, HighResolutionModule)]
+    assert len(modules) == 1 + 4 + 3 and len({m.compiled_fuse for m in modules}) == 1  # one function for all
+    assert modules[0].compiled_fuse is not None and HighResolutionModule.compiled_fuse is None
+    copied = copy.deepcopy(model)  # as a weight average copies a network: it must fuse its own layers
+    assert copied.stage2[0].compiled_fuse is model.stage2[0].compiled_fuse
     official = [line.split("\t")[0] for line in W32_KEYS.read_text().splitlines() if line and not line.startswith("#")]
     assert list(model.state_dict()) == keys == official  # the official layout, no _orig_mod. prefixes
 

@@ -64,7 +64,7 @@ def load_predictor(
     # Inference only: each BatchNorm folded into its convolution is one pass over a feature map fewer
     # (CPU: 83-88 ms a person instead of 115-123; the GPU rows of benchmarks/bench_speed.py's network section).
     model = fold_batchnorm(model, inplace=True)
-    if runtime.device.type == "cuda" and not compile:  # --compile fuses the blocks its own way (engine/compiling)
+    if runtime.device.type == "cuda":  # --compile then compiles only the fusions (engine/compiling)
         model = fuse_blocks(model)
         if runtime.amp:  # autocast would cast every weight to bf16 anyway; cuDNN's fused calls need them so
             model = model.to(torch.bfloat16)

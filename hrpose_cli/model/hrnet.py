@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -225,10 +225,18 @@ class HighResolutionModule(nn.Module):
             fuse_layers.append(nn.ModuleList(fuse_layer))
         return nn.ModuleList(fuse_layers)
 
+    # HighResolutionModule.fuse compiled (engine.compiling.compile_regions), shared by all modules: a plain
+    # function, not a bound method, so that a deep copy of a compiled network fuses its own layers.
+    compiled_fuse: Callable[["HighResolutionModule", list[torch.Tensor]], list[torch.Tensor]] | None = None
+
     def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
         xs = [branch(xi) for branch, xi in zip(self.branches, x)]
         if self.fuse_layers is None:
             return xs
+        return (self.compiled_fuse or HighResolutionModule.fuse)(self, xs)
+
+    def fuse(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every output branch's sum of all inputs brought to its resolution, through a ReLU."""
         out = []
         for i, fuse_layer in enumerate(self.fuse_layers):
             # Start from a fresh tensor (the first converted input), then sum and ReLU in place: xs[i] itself
