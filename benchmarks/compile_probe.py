@@ -3,8 +3,8 @@
     source benchmarks/device_setup.sh && python3 benchmarks/compile_probe.py --official .carry/official/pose_hrnet.py \\
         --out $OUT/compile_probe.json [--precisions bf16,fp32]
 
-W32 256x192, network alone, the same random weights, rows timed in turns (bench_speed.interleaved; rows seen in
-several groups give their mean), each group beside ours eager:
+W32 256x192, network alone, the same random weights, rows timed in turns in one group
+(bench_speed.interleaved) beside ours eager:
   - the inference form (BatchNorms folded, blocks cuDNN-fused) eager, and with its fusions compiled
     (engine.compiling.compile_regions, what `hrpose eval --compile` runs), each also as one CUDA graph (what
     `hrpose eval` replays);
@@ -77,27 +77,22 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
         folded = fuse_blocks(fold_batchnorm(ours()))
         return folded.to(torch.bfloat16) if bf16 else folded  # as engine.inference.load_predictor
 
+    # One group, no dynamo reset in between: a CUDA graph recorded from compiled code must not outlive its
+    # kernels (replaying one after torch._dynamo.reset() crashed the process, 2026-12-04).
     group = {"ours inference form, eager": forward(inference_form(), bf16)}
     group["ours inference form, compiled fusions"] = compiled(
         "ours inference form, compiled fusions", lambda: forward(compile_regions(inference_form()), bf16), x, seconds)
-    group["ours inference form, eager, one CUDA graph"] = cuda_graph(group["ours inference form, eager"], x)
-    group["ours inference form, compiled fusions, one CUDA graph"] = cuda_graph(
-        group["ours inference form, compiled fusions"], x)
-    rates = {name: [rate] for name, rate in timed(group).items()}
-    graphed = {name: fn for name, fn in group.items() if name.endswith("CUDA graph")}  # recordings outlive a reset
-    kernel_rows = kernels(label, group["ours inference form, compiled fusions"], x)
-    torch._dynamo.reset()
-    group = {"ours by regions (blocks and fusions)": compiled(
-        "ours by regions (blocks and fusions)", lambda: forward(compile_regions(ours()), bf16), x, seconds)}
-    group["ours by regions, one CUDA graph"] = cuda_graph(group["ours by regions (blocks and fusions)"], x)
+    group["ours by regions (blocks and fusions)"] = compiled(
+        "ours by regions (blocks and fusions)", lambda: forward(compile_regions(ours()), bf16), x, seconds)
     group["official eager"] = forward(theirs, bf16)
     group["official whole graph"] = compiled("official whole graph", lambda: forward(torch.compile(theirs), bf16),
                                              x, seconds)
-    group.update(graphed)
-    for name, rate in timed(group).items():
-        rates.setdefault(name, []).append(rate)
-    torch._dynamo.reset()
-    rows = {f"{label}, {name}: images/s": sum(r) / len(r) for name, r in rates.items()}
+    for name in ("ours inference form, eager", "ours inference form, compiled fusions",
+                 "ours by regions (blocks and fusions)", "official whole graph"):
+        group[f"{name}, one CUDA graph"] = cuda_graph(group[name], x)
+    rates = timed(group)
+    kernel_rows = kernels(label, group["ours inference form, compiled fusions"], x)
+    rows = {f"{label}, {name}: images/s": rate for name, rate in rates.items()}
     rows.update({f"{label}, {name}: compile + first forward s": s for name, s in seconds.items()})
     rows.update(kernel_rows)
     for key, value in rows.items():

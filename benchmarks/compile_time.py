@@ -1,0 +1,57 @@
+"""Where `--compile`'s seconds go when hrpose loads a W32 for inference, as `hrpose eval --compile` does.
+
+    source benchmarks/device_setup.sh && python3 benchmarks/compile_time.py --cache /tmp/cc   # empty cache
+    python3 benchmarks/compile_time.py --cache /tmp/cc                                      # again: warm
+    python3 benchmarks/compile_time.py --cache /tmp/cc_cpu --device cpu --batch 1           # the CPU's regions
+
+Prints the seconds of load_predictor and the first forward of one padded batch (fold, fuse on CUDA, compile,
+cuDNN autotuning, the CUDA graph's recording) without and with --compile in one process, and dynamo's own
+account of the compiled part (torch._dynamo.utils.compile_times: tracing, AOTAutograd, inductor's lowering and
+code generation, per graph). What the first is beyond the second happens outside dynamo (kernels' first
+launches and their autotuning, the recording).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, required=True, help="HRPOSE_COMPILE_CACHE for this run")
+    parser.add_argument("--arch", default="w32")
+    parser.add_argument("--batch", type=int, default=256, help="persons per batch, as hrpose eval --batch [256]")
+    parser.add_argument("--device", default="cuda", help="cuda or cpu [cuda]")
+    args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("error: no CUDA here (--device cpu measures the CPU's compile)")
+    warm = args.cache.is_dir() and any(args.cache.iterdir())
+    os.environ["HRPOSE_COMPILE_CACHE"] = str(args.cache)
+    from hrpose_cli.engine.inference import load_predictor
+    from hrpose_cli.model.checkpoints import save_checkpoint
+    from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
+
+    config = HRNetConfig.from_arch(args.arch)
+    weights = Path(tempfile.mkdtemp()) / f"{args.arch}.pt"
+    save_checkpoint(weights, PoseHRNet(config), config)
+    seconds = {}
+    for name, compile_ in (("eager", False), ("--compile", True)):
+        start = time.perf_counter()
+        predictor = load_predictor(weights, device=args.device, compile=compile_, batch_size=args.batch)
+        predictor.heatmaps(torch.zeros((args.batch, 3, *config.input_size), device=predictor.runtime.device))
+        predictor.runtime.synchronize()
+        seconds[name] = time.perf_counter() - start
+    print(f"{args.arch} on {args.device}, batch {args.batch}, {'warm' if warm else 'empty'} cache: load_predictor and "
+          f"one forward {seconds['eager']:.1f} s eager, {seconds['--compile']:.1f} s with --compile", flush=True)
+    print(torch._dynamo.utils.compile_times(repr="str"), flush=True)
+
+
+if __name__ == "__main__":
+    main()
