@@ -50,15 +50,20 @@ def keypoint_results(image_ids: Sequence[int], keypoints: np.ndarray, scores: np
     for i, image_id in enumerate(image_ids):
         by_image.setdefault(int(image_id), []).append(i)
     kwargs = {} if sigmas is None else {"sigmas": sigmas}
+    # Whole-array work first: per image, only the NMS of images with several persons is left (8,062 persons
+    # of 6,380 images took 0.42 s in per-image numpy calls on the CPU, most of it their fixed cost).
+    finite = np.isfinite(keypoints).all(axis=tuple(range(1, keypoints.ndim)))
+    areas = padded_areas(boxes, aspect_ratio)
+    flat = keypoints.reshape(len(keypoints), -1).tolist()
+    person_scores = np.asarray(scores, dtype=np.float64).tolist()
     results = []
     for image_id, members in by_image.items():
-        kept = np.array([i for i in members if np.isfinite(keypoints[i]).all()])
-        if not len(kept):
-            continue
-        keep = oks_nms(keypoints[kept], scores[kept], padded_areas(boxes[kept], aspect_ratio), NMS_THRESHOLD, **kwargs)
-        results.extend({"image_id": image_id, "category_id": 1,
-                        "keypoints": [float(v) for v in keypoints[i].reshape(-1)], "score": float(scores[i])}
-                       for i in kept[np.asarray(keep, dtype=int)])
+        kept = [i for i in members if finite[i]]
+        if len(kept) > 1:
+            kept = np.asarray(kept)
+            kept = kept[oks_nms(keypoints[kept], scores[kept], areas[kept], NMS_THRESHOLD, **kwargs)].tolist()
+        results.extend({"image_id": image_id, "category_id": 1, "keypoints": flat[i], "score": person_scores[i]}
+                       for i in kept)
     return results
 
 
