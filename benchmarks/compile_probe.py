@@ -63,7 +63,7 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     x = torch.randn(batch, 3, *config.input_size, device="cuda").contiguous(memory_format=fmt)
     print(f"[{label}]", flush=True)
     seconds: dict[str, float] = {}
-    eager = forward(ours(), bf16)  # in every group: dynamo resets between groups, and eager is the yardstick
+    eager = forward(ours(), bf16)  # the yardstick
 
     def timed(group: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> dict[str, float]:
         start = time.perf_counter()

@@ -3,16 +3,16 @@
 Compiling the whole network as one graph took minutes for W32 (every module traced, lowered and tuned
 again), and compiling each HighResolutionModule still took 38 s from an empty cache and 18 s with a warm
 one for `hrpose eval` of W32 on an H200 (tracing a module of 16 blocks and 12 fusion paths is slow even
-when its kernels come from the cache). HRNet is two block kinds repeated, and a fusion step per module: each BasicBlock and Bottleneck is compiled in
-place (``module.compile``), and each HighResolutionModule's fusion (the 1x1 conv + upsampling or strided convs
-into every branch, the sums and their ReLU) through one compiled function. Dynamo lifts a module's parameters
-to graph inputs, so all blocks of one width share one compiled graph, and all modules of one stage one fusion
-graph: W32 compiles six block graphs (BasicBlocks of four widths, Bottlenecks with and without their
-downsample) and four fusion graphs per mode for its 108 blocks and 8 modules. The stem and the transitions
-stay eager. The fusions matter most: compiled blocks alone left the fusions' upsampling, sums and BatchNorms
-as separate eager kernels and ran below the eager network (benchmarks/compile_probe.py). Blocks that
-model.hrnet.fuse_blocks made one cuDNN call per convolution (CUDA inference) are not compiled again: there
-only the fusions are.
+when its kernels come from the cache). HRNet is two block kinds repeated, and a fusion step per module:
+each BasicBlock and Bottleneck is compiled in place (``module.compile``), and each HighResolutionModule's
+fusion (the 1x1 conv + upsampling or strided convs into every branch, the sums and their ReLU) through one
+compiled function. Dynamo lifts a module's parameters to graph inputs, so all blocks of one width share one
+compiled graph, and all modules of one stage one fusion graph: W32 compiles six block graphs (BasicBlocks of
+four widths, Bottlenecks with and without their downsample) and four fusion graphs per mode for its 108
+blocks and 8 modules. The stem and the transitions stay eager. The fusions matter most: compiled blocks alone
+left the fusions' upsampling, sums and BatchNorms as separate eager kernels and ran below the eager network
+(benchmarks/compile_probe.py). Blocks that model.hrnet.fuse_blocks made one cuDNN call per convolution (CUDA
+inference) are not compiled again: there only the fusions are.
 
 Shapes are static (``dynamic=False``): every batch of inference is padded to one shape and training runs
 one batch size, so there is one graph per block kind and mode, and no slower symbolic-shape code.
