@@ -6,6 +6,12 @@ with MoveNet on the two set-aside sets, GT boxes, flip test, original images, on
 `--splits` is the folder of `split_setaside.py` and `teacher_labels.py` (train_default_model.sh makes it):
 people_setaside_teacher.json with people_setaside_images/, setaside_teacher.json with setaside_images/. A model
 passes when its mean is at least 0.005 above the shipped model's (0.7897 when the rule was written).
+
+From 2026-12-04 the rule also has a guard against forgetting, written before any model was measured by it:
+the GT AP on fashion17's 800 training images (`--splits`' fashion17_train.json from split_fashion17.py, images
+in `--data`/fashion17/images) must stay within 0.01 of the shipped model's 0.9103. Training images, so the
+guard sees forgetting, not generalisation; fashion17's 200 held-out images stay unseen. (Call 14's W14 passed
+the mean but had fallen to 0.854 there, and to 0.743 on the held-out images, measured after it was chosen.)
 """
 
 import argparse
@@ -18,25 +24,32 @@ from hrpose_cli.errors import HrposeError
 SETS = (("people/", "people_setaside_teacher.json", "people_setaside_images"),
         ("labelled", "setaside_teacher.json", "setaside_images"))
 SHIPPED_MEAN, MARGIN = 0.7897, 0.005
+SHIPPED_GUARD, GUARD_DROP = 0.9103, 0.01  # `hrpose eval --device cpu --ann runs/splits/fashion17_train.json ...`
 
 
-def agreements(weights: Path, splits: Path) -> list[float]:
+def agreements(weights: Path, splits: Path, data: Path) -> list[float]:
+    """The two teacher agreements, then the guard's GT AP on fashion17's training images."""
     model = hrpose_cli.load(weights, device="cpu", detector=False)
-    return [model.evaluate(splits / ann, splits / images).stats["AP"] for _, ann, images in SETS]
+    values = [model.evaluate(splits / ann, splits / images).stats["AP"] for _, ann, images in SETS]
+    return values + [model.evaluate(splits / "fashion17_train.json", data / "fashion17" / "images").stats["AP"]]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--splits", type=Path, default=Path("runs/splits"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="for fashion17/images")
     args = parser.parse_args()
-    print(f"model | {' | '.join(name for name, _, _ in SETS)} | mean | passes (>= {SHIPPED_MEAN + MARGIN:.4f})")
+    need, floor = SHIPPED_MEAN + MARGIN, SHIPPED_GUARD - GUARD_DROP
+    print(f"model | {' | '.join(name for name, _, _ in SETS)} | mean | fashion17 train (guard) | "
+          f"passes (mean >= {need:.4f}, guard >= {floor:.4f})")
     try:
         for weights in args.models:
-            values = agreements(weights, args.splits)
+            *values, guard = agreements(weights, args.splits, args.data)
             mean = sum(values) / len(values)
             cells = " | ".join(f"{v:.4f}" for v in values)
-            print(f"{weights} | {cells} | {mean:.4f} | {'yes' if mean >= SHIPPED_MEAN + MARGIN else 'no'}", flush=True)
+            passes = mean >= need and guard >= floor
+            print(f"{weights} | {cells} | {mean:.4f} | {guard:.4f} | {'yes' if passes else 'no'}", flush=True)
     except HrposeError as e:
         sys.exit(f"error: {e}")
 
