@@ -43,6 +43,7 @@ class Result:
     heatmaps: np.ndarray | None = None  # (N, K, h, w) when predict(heatmaps=True)
     image: np.ndarray | None = field(default=None, repr=False)  # the BGR array given, for draw()
     schema: KeypointSchema = COCO17  # the model's keypoint set
+    best_candidate: float | None = None  # the detector's best box score in the image, kept or not (None: no detector)
 
     @property
     def keypoint_names(self) -> tuple[str, ...]:
@@ -232,10 +233,12 @@ class Model:
         estimates = inference.predict_images(predictor, decoded, None if people else len(persons), heatmaps,
                                              on_batch=on_batch, people=people, paths=paths,
                                              skip_bad_images=skip_bad_images)
+        best: dict[object, float] = {}
         if people is not None:
             owner = [paths[item[0].index] for item in people.found]
             scores_in = people.scores
             decoded_keys = [paths[item[0].index] for item, _ in people.per_item]
+            best = {paths[item[0].index]: found.best_candidate for item, found in people.per_item}
         else:
             owner, scores_in = paths, np.array([p.score for p in persons], dtype=np.float64)
             failed = {paths[i] for i in range(len(paths)) if not np.isfinite(estimates.keypoints[i]).all()}
@@ -254,7 +257,7 @@ class Model:
                 key if arrays is None else None, estimates.boxes[i].reshape(-1, 4), np.asarray(scores_in)[i],
                 estimates.keypoints[i], scores[i],
                 None if estimates.heatmaps is None else estimates.heatmaps[i],
-                None if arrays is None else arrays[key], predictor.schema,
+                None if arrays is None else arrays[key], predictor.schema, best.get(key),
             ))
         return Run(results, estimates.failures, estimates.timing, str(predictor.runtime.device))
 

@@ -87,6 +87,7 @@ def test_people_in_real_photos_are_found(fixture_data):
     results = []
     for image_id, info in coco.imgs.items():
         found = detector.detect(PackedImages.pack([read_image(fixture_data / "images" / info["file_name"])]))[0]
+        assert found.best_candidate == found.scores[0]  # kept, so the best candidate is the best person
         results += [{"image_id": image_id, "category_id": 1, "bbox": b.tolist(), "score": float(s)}
                     for b, s in zip(found.boxes, found.scores)]
     evaluation = COCOeval(coco, coco.loadRes(results), iouType="bbox")
@@ -129,6 +130,7 @@ def test_predict_image_with_nobody_says_so(fixture_data, tmp_path):
     assert json.loads((tmp_path / "p.json").read_text()) == []
     assert read_image(tmp_path / "drawn" / "empty.jpg").shape == (120, 240, 3)
     assert "nobody found" in result.output
+    assert "< 0.50" in result.output and "--det-threshold is 0.50" in result.output  # how near the best box came
 
 
 @pytest.mark.parametrize("args, needle", [(["--det-threshold", "0"], "--det-threshold"),

@@ -77,7 +77,7 @@ def predict(
 
     records: list[dict] = []
     heatmaps: list[np.ndarray] = []
-    found_per_image: dict[str, int] | None = None
+    found_per_image: dict[str, tuple[int, float]] | None = None  # people found, the best candidate's score
     if images:
         given, box_scores, unmatched = (None, None, [])
         if detections is not None:
@@ -98,17 +98,18 @@ def predict(
             if result.heatmaps is not None:
                 heatmaps.append(result.heatmaps)
         if detect:
-            found_per_image = {str(result.path): len(result) for result in run.results}
+            found_per_image = {str(result.path): (len(result), result.best_candidate or 0.0) for result in run.results}
         drawn = [result.path for result in run.results if detect or len(result)]  # nobody found: drawn as it is
         if out is not None:
             _draw_images(out, drawn, records, score_threshold, model.predictor.schema)
             console.print(f"drawings written to {out}/")
         t = run.timing
-        nobody = sum(1 for n in (found_per_image or {}).values() if n == 0)
+        nearest = [best for n, best in (found_per_image or {}).values() if n == 0]
         console.print(
             f"{t.images} image(s), {t.persons} person(s) in {t.total_s:.2f} s "
             f"({t.persons_per_s:.1f} persons/s, waiting for images {t.data_wait_fraction:.0%}) on {run.device}"
-            + (f"; nobody found in {nobody} image(s)" if nobody else "")
+            + (f"; nobody found in {len(nearest)} image(s) (the detector's best box there scored {max(nearest):.2f}, "
+               f"--det-threshold is {threshold:.2f})" if nearest else "")
         )
         if detections is not None:
             _report_boxes(boxes, images, [p for p, b in zip(images, given) if len(b)], unmatched)
@@ -125,7 +126,7 @@ def predict(
         atomic_write(save_heatmaps, lambda f: np.savez_compressed(f, heatmaps=stacked))
     if save_boxes is not None:
         write_json(save_boxes, _detection_results(records))
-    _render(records, found_per_image)
+    _render(records, found_per_image, threshold)
     if images and run.failures:  # last, so that the run ends by naming what it left out
         console.print(f"[yellow]skipped {len(run.failures)} unreadable image(s):[/] " + "; ".join(run.failures),
                       soft_wrap=True)
@@ -318,19 +319,22 @@ def _predict_video(predictor, video: Path, bboxes, batch: int, out: Path | None,
     return records
 
 
-def _render(records: list[dict], found_per_image: dict[str, int] | None = None) -> None:
-    """A table of what was found: per person, or with the detector per image (how many people it found)."""
+def _render(records: list[dict], found_per_image: dict[str, tuple[int, float]] | None = None,
+            threshold: float = PREDICT_THRESHOLD) -> None:
+    """A table of what was found: per person, or with the detector per image (how many people it found; where
+    it found nobody, how near its best box came to the threshold)."""
     if found_per_image is not None:
         if not found_per_image or len(found_per_image) > 20:
             return
         table = Table(title="hrpose predict", title_justify="left")
         for column in ("image", "people", "box scores", "joints > 0.3"):
             table.add_column(column)
-        for image, count in found_per_image.items():
+        for image, (count, best) in found_per_image.items():
             mine = [r for r in records if r["image"] == image]
             joints = [int((np.array(r["keypoints"]).reshape(-1, 3)[:, 2] > 0.3).sum()) for r in mine]
+            scores = ", ".join(f"{r['det_score']:.2f}" for r in mine[:8]) if count else f"best {best:.2f} < {threshold:.2f}"
             table.add_row(Path(image).name, str(count) if count else "nobody found",
-                          ", ".join(f"{r['det_score']:.2f}" for r in mine[:8]) + (" ..." if len(mine) > 8 else ""),
+                          scores + (" ..." if len(mine) > 8 else ""),
                           ", ".join(map(str, joints[:8])) + (" ..." if len(mine) > 8 else ""))
         console.print(table)
         return

@@ -27,10 +27,12 @@ MAX_DETECTIONS = 100  # per image, as COCO's detection protocol
 
 @dataclass
 class Detections:
-    """One image's people: boxes (K, 4) x, y, w, h in image pixels and their scores (K,), best first."""
+    """One image's people: boxes (K, 4) x, y, w, h in image pixels and their scores (K,), best first, and the
+    best score of any candidate box, kept or not (below the threshold where nobody was found: how near it came)."""
 
     boxes: np.ndarray
     scores: np.ndarray
+    best_candidate: float = 0.0
 
 
 class PersonDetector:
@@ -85,7 +87,7 @@ class PersonDetector:
             h, w = (int(v) for v in images.shapes[i])
             b = _clip(b, w, h)
             ok = (b[:, 2] > 1) & (b[:, 3] > 1)
-            found.append(Detections(b[ok], s[ok]))
+            found.append(Detections(b[ok], s[ok], float(scores_np[i, 0]) if scores_np.shape[1] else 0.0))
         return found
 
 
