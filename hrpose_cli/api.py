@@ -205,7 +205,9 @@ class Model:
             stats = coco_stats(dataset, results, sigmas)
         if dataset.file_category_id != PERSON_CATEGORY:  # the records name the keypoint category as the file numbers it
             results = [{**r, "category_id": dataset.file_category_id} for r in results]
-        run.timing.stages = merge({"load_model": self.load_s} if loads_now else {}, run.timing.stages, clock.seconds())
+        warm = self.predictor.warm_up_s
+        loading = {"load_model": self.load_s - warm, **({"warm_up": warm} if warm else {})} if loads_now else {}
+        run.timing.stages = merge(loading, run.timing.stages, clock.seconds())
         return Evaluation(stats, results, len(dataset.image_ids), dataset.num_people,
                           str(boxes), threshold, detections, box_stats, run.failures, run.timing, run.device,
                           sigmas, warning)

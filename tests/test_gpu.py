@@ -194,7 +194,7 @@ def test_eval_on_cuda_graphed_and_compiled_gives_the_cpu_numbers(fixture_data, t
         results[name] = json.loads(out.read_text())
     for name in ("cuda", "compiled"):
         assert abs(results[name]["AP"] - results["cpu"]["AP"]) < 0.02, (name, results[name]["AP"], results["cpu"]["AP"])
-        assert {"load_model", "upload", "warps", "network", "decode"} <= set(results[name]["stage_seconds"])
+        assert {"load_model", "warm_up", "upload", "warps", "network", "decode"} <= set(results[name]["stage_seconds"])
     assert any((tmp_path / "cache").iterdir())  # the compiled kernels were kept
 
 

@@ -63,6 +63,19 @@ def test_eval_json_and_output_say_where_the_time_went(fixture_data, tiny_weights
     assert "time by stage: load model" in result.output and "evaluation" in result.output
 
 
+def test_warm_up_keeps_its_seconds_for_the_warm_up_stage():
+    """On CUDA load_predictor warms the padded shape up (autotuning, compiling, the CUDA graph's recording);
+    eval reports those seconds as `warm_up`, apart from `load_model`. The same call on the CPU, padded."""
+    from hrpose_cli.engine.predictor import Predictor
+    from hrpose_cli.engine.runtime import Runtime
+
+    config = HRNetConfig.from_arch("w16-small")
+    predictor = Predictor(PoseHRNet(config), config, Runtime.create("cpu"), pad_batches_to=2)
+    assert predictor.warm_up_s == 0.0
+    predictor.warm_up()
+    assert predictor.warm_up_s > 0.0
+
+
 def test_compile_regions_compiles_the_blocks_and_fusions_in_place_and_keeps_the_state_dict():
     model = PoseHRNet(HRNetConfig.from_arch("w32"), random_init=False)
     keys = list(model.state_dict())

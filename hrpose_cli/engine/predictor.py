@@ -134,6 +134,7 @@ class Predictor:
         the model's keypoint set (its flip pairs drive the flip test); None: that of a file carrying none
         (COCO-17 for 17 joints)."""
         self.config = config
+        self.warm_up_s = 0.0  # set by warm_up
         self.schema = schema if schema is not None else for_joints(config.num_joints)
         if self.schema.num_joints != config.num_joints:
             raise HrposeError(f"the network predicts {config.num_joints} keypoints, its set names {self.schema.num_joints}")
@@ -172,10 +173,13 @@ class Predictor:
         return CropBatch(geometry.normalize(raw), crop_to_image, centers, scales)
 
     def warm_up(self) -> None:
-        """One forward of the padded batch shape: compile, autotune and record the CUDA graph before any timed work."""
+        """One forward of the padded batch shape: compile, autotune and record the CUDA graph before any timed
+        work; its seconds are kept as ``warm_up_s`` (what --compile costs a command is most of them)."""
+        start = time.perf_counter()
         h, w = self.input_hw
         self.heatmaps(torch.zeros((self.pad_batches_to or 1, 3, h, w), device=self.runtime.device))
         self.runtime.synchronize()
+        self.warm_up_s = time.perf_counter() - start
 
     @torch.inference_mode()
     def outputs(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
