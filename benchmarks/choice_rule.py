@@ -40,6 +40,11 @@ def main() -> None:
     parser.add_argument("--splits", type=Path, default=Path("runs/splits"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="for fashion17/images")
     args = parser.parse_args()
+    needed = [args.splits / name for _, ann, images in SETS for name in (ann, images)]
+    needed += [args.splits / "fashion17_train.json", args.data / "fashion17" / "images"]
+    missing = [str(path) for path in needed if not path.exists()]
+    if missing:  # before any model is evaluated: each evaluation takes the CPU a minute
+        sys.exit(f"error: {missing[0]}: not found (--splits from train_default_model.sh, --data as ../shared/data)")
     need, floor = SHIPPED_MEAN + MARGIN, SHIPPED_GUARD - GUARD_DROP
     print(f"model | {' | '.join(name for name, _, _ in SETS)} | mean | fashion17 train (guard) | "
           f"passes (mean >= {need:.4f}, guard >= {floor:.4f})")

@@ -7,8 +7,9 @@
 Prints the seconds of load_predictor and the first forward of one padded batch (fold, fuse on CUDA, compile,
 cuDNN autotuning, the CUDA graph's recording) without and with --compile in one process, and dynamo's own
 account of the compiled part (torch._dynamo.utils.compile_times: tracing, AOTAutograd, inductor's lowering and
-code generation, per graph). What the first is beyond the second happens outside dynamo (kernels' first
-launches and their autotuning, the recording).
+code generation, per graph). Eager goes first, so CUDA's start-up is in its seconds, not in --compile's. What
+the --compile seconds hold beyond dynamo's account happens outside dynamo (kernels' first launches and their
+autotuning, the recording).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     warm = args.cache.is_dir() and any(args.cache.iterdir())
     os.environ["HRPOSE_COMPILE_CACHE"] = str(args.cache)
     from hrpose_cli.engine.inference import load_predictor
+    from hrpose_cli.errors import HrposeError
     from hrpose_cli.model.checkpoints import save_checkpoint
     from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 
@@ -42,12 +44,15 @@ def main() -> None:
     weights = Path(tempfile.mkdtemp()) / f"{args.arch}.pt"
     save_checkpoint(weights, PoseHRNet(config), config)
     seconds = {}
-    for name, compile_ in (("eager", False), ("--compile", True)):
-        start = time.perf_counter()
-        predictor = load_predictor(weights, device=args.device, compile=compile_, batch_size=args.batch)
-        predictor.heatmaps(torch.zeros((args.batch, 3, *config.input_size), device=predictor.runtime.device))
-        predictor.runtime.synchronize()
-        seconds[name] = time.perf_counter() - start
+    try:
+        for name, compile_ in (("eager", False), ("--compile", True)):
+            start = time.perf_counter()
+            predictor = load_predictor(weights, device=args.device, compile=compile_, batch_size=args.batch)
+            predictor.heatmaps(torch.zeros((args.batch, 3, *config.input_size), device=predictor.runtime.device))
+            predictor.runtime.synchronize()
+            seconds[name] = time.perf_counter() - start
+    except HrposeError as err:  # an unusable --cache folder
+        sys.exit(f"error: {err}")
     print(f"{args.arch} on {args.device}, batch {args.batch}, {'warm' if warm else 'empty'} cache: load_predictor and "
           f"one forward {seconds['eager']:.1f} s eager, {seconds['--compile']:.1f} s with --compile", flush=True)
     print(torch._dynamo.utils.compile_times(repr="str"), flush=True)

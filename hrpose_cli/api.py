@@ -240,7 +240,7 @@ class Model:
             owner = [paths[item[0].index] for item in people.found]
             scores_in = people.scores
             decoded_keys = [paths[item[0].index] for item, _ in people.per_item]
-            best = {paths[item[0].index]: found.best_candidate for item, found in people.per_item}
+            best = dict(zip(decoded_keys, (found.best_candidate for _, found in people.per_item)))
         else:
             owner, scores_in = paths, np.array([p.score for p in persons], dtype=np.float64)
             failed = {paths[i] for i in range(len(paths)) if not np.isfinite(estimates.keypoints[i]).all()}

@@ -87,7 +87,7 @@ class PersonDetector:
             h, w = (int(v) for v in images.shapes[i])
             b = _clip(b, w, h)
             ok = (b[:, 2] > 1) & (b[:, 3] > 1)
-            found.append(Detections(b[ok], s[ok], float(scores_np[i, 0]) if scores_np.shape[1] else 0.0))
+            found.append(Detections(b[ok], s[ok], float(scores_np[i, 0])))
         return found
 
 
