@@ -51,7 +51,8 @@ def keypoint_results(image_ids: Sequence[int], keypoints: np.ndarray, scores: np
         by_image.setdefault(int(image_id), []).append(i)
     kwargs = {} if sigmas is None else {"sigmas": sigmas}
     # Whole-array work first: per image, only the NMS of images with several persons is left (per-image numpy
-    # calls cost coco-real train x58, 8,062 persons of 2,610 images, 0.229 s on 2 CPU cores; this 0.105 s).
+    # calls cost coco-real train x58, 8,062 persons of 2,610 images, 0.193-0.229 s on 2 CPU cores; this
+    # 0.105-0.111 s: benchmarks/nms_time.py).
     finite = np.isfinite(keypoints).all(axis=tuple(range(1, keypoints.ndim)))
     areas = padded_areas(boxes, aspect_ratio)
     flat = keypoints.reshape(len(keypoints), -1).tolist()
