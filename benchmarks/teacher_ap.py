@@ -1,12 +1,14 @@
 """COCO AP of the MoveNet teacher itself, with GT boxes: each person's square crop of 1.25 x the box's longer side
 (zero beyond the image's edges).
 
-    python benchmarks/teacher_ap.py ANN.json IMAGES_DIR [--teacher .teacher/movenet-thunder.json]
+    python benchmarks/teacher_ap.py ANN.json IMAGES_DIR [--teacher .teacher/movenet-thunder.json] [--flip]
+        [--results-out RESULTS.json]
 
 The same crops BlazePose was measured on (../shared/data/README.md), so the three models compare directly.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -27,6 +29,8 @@ def main() -> None:
     parser.add_argument("ann", type=Path)
     parser.add_argument("images", type=Path)
     parser.add_argument("--teacher", type=Path, default=Path(".teacher/movenet-thunder.json"))
+    parser.add_argument("--flip", action="store_true", help="average the heads of each crop and its mirror image")
+    parser.add_argument("--results-out", type=Path, help="write the COCO keypoint results (for hrpose eval --results)")
     args = parser.parse_args()
     teacher = MoveNetTeacher.load(args.teacher)
     size = teacher.input_size
@@ -38,13 +42,15 @@ def main() -> None:
         crop = cv2.warpAffine(rgb, geometry.crop_matrices(center, scale, (size, size))[0], (size, size),
                               flags=cv2.INTER_LINEAR)
         with torch.no_grad():
-            joints = teacher(torch.from_numpy(crop).permute(2, 0, 1)[None].float())[0].numpy()
+            joints = teacher(torch.from_numpy(crop).permute(2, 0, 1)[None].float(), args.flip)[0].numpy()
         to_image = geometry.crop_matrices(center, scale, (size, size), inverse=True)
         xy = geometry.apply_affine(joints[None, :, :2], to_image)[0]
         keypoints = np.concatenate([xy, joints[:, 2:]], axis=1)
         results.append({"image_id": record.image_id, "category_id": 1, "keypoints": keypoints.reshape(-1).tolist(),
                         "score": float(joints[:, 2].mean())})
     stats = coco_stats(dataset, results)
+    if args.results_out:
+        args.results_out.write_text(json.dumps(results))
     print(f"{args.ann}: {len(results)} persons; " + ", ".join(f"{k} {stats[k]:.3f}" for k in STAT_NAMES))
 
 

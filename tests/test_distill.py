@@ -174,12 +174,52 @@ def _student_crops(fixture_data, rotation: float, mirror: bool):
     return crops, crop_joints
 
 
-@pytest.mark.parametrize("rotation, mirror", [(0.0, False), (15.0, True)])
-def test_teacher_on_the_students_own_crop_lands_on_the_annotations(teacher_json, fixture_data, rotation, mirror):
-    """The teacher sees the student's crop itself, padded to a square: mapped back, its joints sit on the GT."""
+def test_teachers_mirrored_heads_map_back_onto_its_own_answer(teacher_json, fixture_data):
+    """Heads of the mirrored crops, mapped back (unmirror_head), decode to the joints of the crops themselves:
+    a side left unswapped or a dx sign wrong would move them by a cell (4 px) or more, and reading the offset's x
+    as x instead of 1 - x shifts them sideways by 0.77 px on average (0.06 when right)."""
+    from hrpose_cli.model.movenet import MoveNetTeacher, decode_heads, unmirror_head
+
+    crops, _ = _student_crops(fixture_data, 0.0, False)
+    teacher = MoveNetTeacher.load(teacher_json)
+    square = torch.nn.functional.pad(crops[..., :256, :], (32, 32))  # 256 x 256, the teacher's input
+    with torch.no_grad():
+        plain = teacher(square)
+        heads = {k: unmirror_head(k, v) for k, v in teacher.heads_of(square.flip(-1)).items() if k != "features"}
+        mirrored = decode_heads(heads, teacher.center_weight, teacher.distance_bias, 256)
+        both = teacher(square, flip=True)
+    confident = (plain[..., 2] > 0.5) & (mirrored[..., 2] > 0.5)
+    gap = (mirrored[..., :2] - plain[..., :2])[confident]
+    assert confident.sum() > 50 and gap.norm(dim=-1).median() < 3 and abs(gap[:, 0].mean()) < 0.4, gap.mean(0)
+    assert ((both[..., :2] - plain[..., :2])[confident].norm(dim=-1).median() < 2)
+
+
+def test_teacher_flip_test_scores_well_on_real_people(teacher_json, fixture_data, tmp_path):
+    """teacher_ap.py --flip: still finds the annotated joints, and its results file scores the same in hrpose eval."""
+    results = tmp_path / "teacher.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "teacher_ap.py"), str(fixture_data / "person_keypoints.json"),
+                           str(fixture_data / "images"), "--teacher", str(teacher_json), "--flip",
+                           "--results-out", str(results)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    ap = float(re.search(r"; AP ([0-9.]+),", done.stdout).group(1))
+    assert ap > 0.2, done.stdout
+    scored = runner.invoke(app, ["eval", "--ann", str(fixture_data / "person_keypoints.json"), "--results", str(results),
+                                 "--json", str(tmp_path / "stats.json")])
+    assert scored.exit_code == 0, scored.output
+    assert abs(json.loads((tmp_path / "stats.json").read_text())["AP"] - ap) < 1e-3
+
+
+@pytest.mark.parametrize("rotation, mirror, flip", [(0.0, False, False), (15.0, True, False), (15.0, True, True)])
+def test_teacher_on_the_students_own_crop_lands_on_the_annotations(teacher_json, fixture_data, rotation, mirror, flip):
+    """The teacher sees the student's crop itself, padded to a square: mapped back, its joints sit on the GT
+    (with its flip test too, which must change its answer)."""
     crops, crop_joints = _student_crops(fixture_data, rotation, mirror)
-    distiller = Distiller(teacher_json, torch.device("cpu"), (256, 192), (64, 48), 16, min_score=0.0, feature_weight=0.0)
+    distiller = Distiller(teacher_json, torch.device("cpu"), (256, 192), (64, 48), 16, min_score=0.0, feature_weight=0.0,
+                          flip=flip)
     taught = distiller.teach_crops(crops, contextlib.nullcontext)
+    if flip:
+        distiller.flip = False
+        assert not torch.equal(taught, distiller.teach_crops(crops, contextlib.nullcontext))
     labelled = crop_joints[..., 2] > 0
     error = np.linalg.norm(taught[..., :2].numpy() - crop_joints[..., :2], axis=-1)
     per_person = np.array([np.median(e[m]) for e, m in zip(error, labelled)])
@@ -278,11 +318,12 @@ def test_cli_trains_by_function_matching_on_unlabelled_boxes_with_mixup(tmp_path
             "--unlabelled-ann", str(ann), "--unlabelled-images", str(fixture_data / "images"),
             "--arch", "w16-small", "--input-size", "256x192", "--batch", "8", "--recipe", "strong", "--epochs", "1",
             "--teacher", str(teacher_json), "--teacher-mode", "match", "--gt-weight", "0.7", "--mixup", "0.5",
-            "--out", str(run)]
+            "--teacher-flip", "--out", str(run)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())
     assert config["teacher_mode"] == "match" and config["gt_weight"] == 0.7 and config["mixup"] == 0.5
+    assert config["teacher_flip"] is True
     assert config["unlabelled_ann"] == [str(ann.resolve())]
     sources = config["run"]["sources"]
     assert len(sources) == 2 and sources[1]["ann"] == str(ann)
@@ -293,6 +334,7 @@ def test_cli_trains_by_function_matching_on_unlabelled_boxes_with_mixup(tmp_path
 @pytest.mark.parametrize("args, words", [
     (["--teacher-mode", "copy"], ["--teacher-mode", "fill, match"]),
     (["--teacher-mode", "match"], ["--teacher-mode", "needs --teacher"]),
+    (["--teacher-flip"], ["--teacher-flip", "needs --teacher"]),
     (["--gt-weight", "0.5"], ["--gt-weight", "needs --teacher-mode match"]),
     (["--mixup", "0.5"], ["--mixup", "needs --teacher-mode match"]),
     (["--mixup", "2"], ["--mixup", "between 0 and 1"]),

@@ -21,6 +21,9 @@ person's joints. Where the annotation labels a joint, the target is ``gt_weight`
 above) or where the crop was mixed with another (its annotation no longer describes it alone), only one
 source teaches: the annotation in the first case, the teacher in the second. Persons with a box and no
 keypoints (``--unlabelled-ann``) are taught by the teacher alone.
+
+With ``--teacher-flip`` the teacher answers with its flip test in either mode (its heads averaged over the crop
+and its mirror image): better targets for twice the teacher's cost.
 """
 
 from __future__ import annotations
@@ -51,8 +54,10 @@ class StudentWithAdapter(nn.Module):
 
 class Distiller:
     def __init__(self, teacher_json: Path, device: torch.device, input_hw: tuple[int, int],
-                 heatmap_hw: tuple[int, int], student_width: int, min_score: float, feature_weight: float):
+                 heatmap_hw: tuple[int, int], student_width: int, min_score: float, feature_weight: float,
+                 flip: bool = False):
         self.teacher = MoveNetTeacher.load(Path(teacher_json)).to(device)
+        self.flip = flip  # the teacher's flip test (MoveNetTeacher.heads_of)
         self.size = self.teacher.input_size
         h, w = input_hw
         self.heatmap_hw = heatmap_hw
@@ -80,7 +85,7 @@ class Distiller:
         to_image = torch.cat([crop_to_image[:, :, :2] @ a[:, :2], crop_to_image[:, :, :2] @ a[:, 2:] + crop_to_image[:, :, 2:]], 2)
         crops = geometry.warp_crops(pixels, offsets, shapes, index, to_image, (self.size, self.size))
         with torch.no_grad(), autocast():
-            heads = self.teacher.heads_of(crops)
+            heads = self.teacher.heads_of(crops, self.flip)
         taught = decode_heads(heads, self.teacher.center_weight, self.teacher.distance_bias, self.size)
         return torch.cat([taught[..., :2] @ a[:, :2].T + a[:, 2], taught[..., 2:]], -1), heads
 
@@ -126,7 +131,7 @@ class Distiller:
         if side != self.size:
             square = F.interpolate(square, size=(self.size, self.size), mode="bilinear", align_corners=False)
         with torch.no_grad(), autocast():
-            heads = self.teacher.heads_of(square.contiguous())
+            heads = self.teacher.heads_of(square.contiguous(), self.flip)
         taught = decode_heads(heads, self.teacher.center_weight, self.teacher.distance_bias, self.size)
         k = side / self.size  # pixel centers at integers on both sides, as F.interpolate's align_corners=False
         x = (taught[..., 0] + 0.5) * k - 0.5 - left

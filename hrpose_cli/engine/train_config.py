@@ -71,6 +71,7 @@ class TrainConfig:
     teacher_min_score: float = 0.3
     distill_features: float = 0.0
     teacher_mode: str = "fill"
+    teacher_flip: bool = False
     gt_weight: float = 1.0
     unlabelled_ann: list[str] = field(default_factory=list)
     unlabelled_images: list[str] = field(default_factory=list)
@@ -134,6 +135,8 @@ class TrainConfig:
             bad("--teacher", self.teacher, "is a folder; give its movenet-thunder.json" if Path(self.teacher).is_dir() else "file not found")
         if self.teacher_mode not in TEACHER_MODES:
             bad("--teacher-mode", self.teacher_mode, f"expected one of {', '.join(TEACHER_MODES)}")
+        if self.teacher_flip and not self.teacher:
+            bad("--teacher-flip", self.teacher_flip, "needs --teacher")
         if self.teacher_mode == "match" and not self.teacher:
             bad("--teacher-mode", self.teacher_mode, "needs --teacher")
         if not (math.isfinite(self.gt_weight) and 0 <= self.gt_weight <= 1):

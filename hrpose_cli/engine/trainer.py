@@ -148,7 +148,7 @@ class _Trainer:
 
             self.distiller = Distiller(Path(config.teacher), device, self.model_config.input_size,
                                        self.model_config.heatmap_size, self.model_config.width,
-                                       config.teacher_min_score, config.distill_features)
+                                       config.teacher_min_score, config.distill_features, flip=config.teacher_flip)
             if self.runtime.channels_last:
                 self.distiller.teacher.to(memory_format=torch.channels_last)
             if self.distiller.adapter is not None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from hrpose_cli.core.schema import COCO17
 from hrpose_cli.model.tfjs import GraphProgram, read_graph
 
 _PREFIX = "StatefulPartitionedCall/"
@@ -54,14 +55,44 @@ class MoveNetTeacher(nn.Module):
         nodes, values = read_graph(Path(model_json))
         return cls(nodes, values, str(model_json)).eval()
 
-    def heads_of(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The four raw head maps and the FPN features they read, each (B, C, S/4, S/4), for RGB crops in [0, 255]."""
+    def heads_of(self, rgb: torch.Tensor, flip: bool = False) -> dict[str, torch.Tensor]:
+        """The four raw head maps and the FPN features they read, each (B, C, S/4, S/4), for RGB crops in [0, 255].
+
+        ``flip``: the four heads are the mean of the crops' and their mirror images' (the mirror's mapped back), a
+        flip test as HRNet's, at twice the cost; the features stay the crops' own (a channel of FPN features has
+        no known mirror twin).
+        """
+        if flip:
+            n = len(rgb)
+            both = self.heads_of(torch.cat([rgb, rgb.flip(-1)]))
+            return {k: v[:n] if k == "features" else (v[:n] + unmirror_head(k, v[n:])) / 2 for k, v in both.items()}
         outputs = self.body(rgb / 127.5 - 1.0)
         return {k: v.float() for k, v in zip(_HEADS, outputs)}
 
     @torch.no_grad()
-    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        return decode_heads(self.heads_of(rgb), self.center_weight, self.distance_bias, rgb.shape[-1])
+    def forward(self, rgb: torch.Tensor, flip: bool = False) -> torch.Tensor:
+        return decode_heads(self.heads_of(rgb, flip), self.center_weight, self.distance_bias, rgb.shape[-1])
+
+
+_MIRROR = COCO17.flip_permutation().tolist()  # MoveNet's joints are COCO-17's, in its order
+
+
+def unmirror_head(name: str, head: torch.Tensor) -> torch.Tensor:
+    """A head map computed on mirrored crops, as it would read on the crops themselves.
+
+    The grid flips back (stride-4 cells line up exactly under a mirror of a crop whose side is a multiple of 4);
+    per-joint channels swap sides; the regression's dx changes sign (a displacement between cells), and the
+    offset's x becomes 1 - x (a position inside the cell, measured from its left edge, as ``decode_heads`` reads it).
+    """
+    head = head.flip(-1)
+    if name == "center":
+        return head
+    if name == "heatmap":
+        return head[:, _MIRROR]
+    b, _, g, _ = head.shape
+    pairs = head.view(b, len(_MIRROR), 2, g, g)[:, _MIRROR]  # (dy, dx) per joint
+    dx = -pairs[:, :, 1] if name == "regress" else 1 - pairs[:, :, 1]
+    return torch.stack([pairs[:, :, 0], dx], 2).view(b, -1, g, g)
 
 
 def decode_heads(heads: dict[str, torch.Tensor], center_weight: torch.Tensor, distance_bias: float,
