@@ -247,6 +247,19 @@ def test_fused_blocks_need_a_folded_network():
         fuse_blocks(PoseHRNet(HRNetConfig.from_arch("w16-small")))
 
 
+def test_fused_network_keeps_its_keys_and_fuses_the_stem_and_every_transition_step():
+    """What cuDNN runs as single calls (numerically checked against the folded network in tests/test_gpu.py):
+    both stem convs and the 4 conv + ReLU steps of W32's transitions, with the state dict unchanged."""
+    from hrpose_cli.model.hrnet import BasicBlock, Bottleneck, FusedConvReLU, fold_batchnorm, fuse_blocks
+
+    folded = fold_batchnorm(PoseHRNet(HRNetConfig.from_arch("w32")))
+    keys = {k: v.shape for k, v in folded.state_dict().items()}
+    fused = fuse_blocks(folded)
+    assert {k: v.shape for k, v in fused.state_dict().items()} == keys
+    assert fused.cudnn_fused and sum(isinstance(m, FusedConvReLU) for m in fused.modules()) == 4
+    assert all(m.cudnn_fused for m in fused.modules() if isinstance(m, (BasicBlock, Bottleneck)))
+
+
 def test_widening_keeps_the_function_and_breaks_the_copies_symmetry():
     from hrpose_cli.model.widen import widen_state_dict
 

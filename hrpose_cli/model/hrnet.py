@@ -163,6 +163,14 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
+class FusedConvReLU(nn.Sequential):
+    """A transition's conv, folded BatchNorm and ReLU as one cuDNN call (fuse_blocks); the same children as the
+    Sequential it replaces, so its state dict keys stay the official ones."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _conv_relu(self[0], x)
+
+
 class NearestUpsample(nn.Upsample):
     """nn.Upsample in its input's dtype. Autocast runs upsample_nearest2d in fp32, and with it every fusion
     sum that it starts: in a bf16 W32 forward on an H200 those took 3.6 + 2.6 ms of 42 (the kernel table of
@@ -343,13 +351,18 @@ class PoseHRNet(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
+    cudnn_fused = False  # set by fuse_blocks: the stem's conv + ReLU pairs as single cuDNN calls
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.features(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The highest-resolution branch's output (B, width, H/4, W/4): what the final 1x1 conv reads."""
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.relu(self.bn2(self.conv2(x)))
+        if self.cudnn_fused:
+            x = _conv_relu(self.conv2, _conv_relu(self.conv1, x))
+        else:
+            x = self.relu(self.bn1(self.conv1(x)))
+            x = self.relu(self.bn2(self.conv2(x)))
         x = self.layer1(x)
         ys = [x if t is None else t(x) for t in self.transition1]
         ys = self.stage2(ys)
@@ -393,7 +406,9 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
 
 def fuse_blocks(folded: nn.Module) -> nn.Module:
     """A folded network (fold_batchnorm) for CUDA inference, in place: every BasicBlock and Bottleneck runs
-    each convolution with its bias, ReLU and residual sum as one cuDNN call instead of three or four kernels.
+    each convolution with its bias, ReLU and residual sum as one cuDNN call instead of three or four kernels,
+    and so do the stem and the transitions' conv + ReLU steps (their ReLUs were the 6 clamp kernels left in a
+    compiled bf16 W32 forward on an H200, 0.28 ms of 18: benchmarks/speed/h200_compile_probe_fusions.log).
 
     Most of an eager HRNet forward is those small kernels, not the convolutions: in a bf16 W32 forward on an
     H200, 27 of 42 ms (the profile of benchmarks/bench_speed.py). Fused, the network ran 10,999 images/s
@@ -407,4 +422,17 @@ def fuse_blocks(folded: nn.Module) -> nn.Module:
             raise ValueError("fuse_blocks needs a network whose BatchNorms are folded (fold_batchnorm)")
     for block in blocks:
         block.cudnn_fused = True
+    for network in [m for m in folded.modules() if isinstance(m, PoseHRNet)]:
+        network.cudnn_fused = True
+        for transition in (network.transition1, network.transition2, network.transition3):
+            for holder in list(transition.modules()):
+                for name, step in list(holder.named_children()):
+                    if _is_conv_relu(step):
+                        setattr(holder, name, FusedConvReLU(*step))
     return folded
+
+
+def _is_conv_relu(module: nn.Module) -> bool:
+    """A Sequential of a conv, a folded (Identity) BatchNorm and a ReLU."""
+    return (type(module) is nn.Sequential and len(module) == 3 and isinstance(module[0], nn.Conv2d)
+            and isinstance(module[1], nn.Identity) and isinstance(module[2], nn.ReLU))
