@@ -1,5 +1,6 @@
-"""The network and the keypoint set a training run starts from: a fresh HRNet, --weights (of this set, or of
-another one: then every layer but the final one loads), or the run's own last.pt on --resume."""
+"""What a training run starts from: its persons (and validation set), its keypoint set, and its network (a fresh
+HRNet, --weights of this set or of another one, where every layer but the final one loads, or the run's own
+last.pt on --resume)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,48 @@ from typing import Callable
 import torch
 from torch import nn
 
-from hrpose_cli.core.schema import KeypointSchema, checked_values, parse_joint_list, parse_pairs
+from hrpose_cli.core.schema import COCO17, KeypointSchema, checked_values, parse_joint_list, parse_pairs
+from hrpose_cli.data.train_data import PersonTable, load_person_table, missing_images
 from hrpose_cli.engine.train_config import TrainConfig
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.hrnet import ARCHS, HRNetConfig, PoseHRNet
 
 HEAD_PREFIX = "final_layer."  # the 1x1 convolution from features to one heatmap per joint
+
+
+def load_run_data(config: TrainConfig) -> tuple[PersonTable, KeypointSchema, list[str], tuple | None]:
+    """The training persons, their keypoint set (with the command line's overrides), the images skipped as
+    missing (--skip-bad-images; without it a missing image is an error) and the validation set with its
+    person records, or None."""
+    pairs = list(zip(config.train_ann, config.train_images))
+    table = load_person_table(pairs, list(zip(config.unlabelled_ann, config.unlabelled_images)))
+    schema = resolve_schema(table.schema, config)
+    if config.teacher and not schema.same_set(COCO17):
+        raise HrposeError(f"--teacher labels COCO's 17 keypoints; {config.train_ann[0]} has {schema.num_joints} others")
+    skipped: list[str] = []
+    absent = missing_images(table)
+    if absent:
+        names = [table.image_paths[i] for i in absent]
+        if not config.skip_bad_images:
+            more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+            raise HrposeError(f"{names[0]}: image not found{more}; add --skip-bad-images to train without them")
+        skipped += [f"{n}: image not found" for n in names]
+        table = table.without_images(set(absent))
+        if len(table) == 0:
+            raise HrposeError("no training person left: every image is missing")
+    val = None
+    if config.val_ann:
+        from hrpose_cli.data.coco import CocoKeypoints
+        from hrpose_cli.engine.model_eval import person_records
+
+        if not Path(config.val_images).is_dir():
+            raise HrposeError(f"{config.val_images}: images folder not found (paired with {config.val_ann})")
+        val_dataset = CocoKeypoints.load(Path(config.val_ann))
+        if not val_dataset.schema.same_set(schema):
+            raise HrposeError(f"{config.val_ann}: its keypoints ({', '.join(val_dataset.keypoint_names)}) differ from "
+                              f"the training set's ({', '.join(schema.names)})")
+        val = (val_dataset, person_records(val_dataset, Path(config.val_images), "gt"))
+    return table, schema, skipped, val
 
 
 def resolve_schema(found: KeypointSchema, config: TrainConfig) -> KeypointSchema:

@@ -29,16 +29,15 @@ import torch.distributed as dist
 from torch import nn
 
 from hrpose_cli import __version__
-from hrpose_cli.core.schema import COCO17
 from hrpose_cli.data.images import batch_loader, default_workers
-from hrpose_cli.data.train_data import TrainPlan, load_person_table, missing_images
+from hrpose_cli.data.train_data import TrainPlan
 from hrpose_cli.engine import distributed
 from hrpose_cli.engine.compiling import compile_regions
 from hrpose_cli.engine.optim import WeightAverage, joints_mse_loss, lr_factor, milestones
 from hrpose_cli.engine.stage_clock import StageClock, merge
 from hrpose_cli.engine.train_batch import StepBatches
 from hrpose_cli.engine.train_config import RUNTIME_FIELDS, TrainConfig, load_run_config, resolve_run_dir
-from hrpose_cli.engine.train_model import build_model, resolve_schema
+from hrpose_cli.engine.train_model import build_model, load_run_data
 from hrpose_cli.engine.train_report import TrainReporter, TrainResult, write_history
 from hrpose_cli.engine.train_state import all_finite, rng_states, set_rng_states
 from hrpose_cli.engine.train_step import GraphedTrainStep, plain_optimizer_state
@@ -91,34 +90,7 @@ class _Trainer:
         self.config = config.validate()
 
         # Data (every rank reads the annotations; only images are per rank).
-        pairs = list(zip(config.train_ann, config.train_images))
-        self.table = load_person_table(pairs, list(zip(config.unlabelled_ann, config.unlabelled_images)))
-        self.schema = resolve_schema(self.table.schema, config)
-        if config.teacher and not self.schema.same_set(COCO17):
-            raise HrposeError(f"--teacher labels COCO's 17 keypoints; {config.train_ann[0]} has {self.schema.num_joints} others")
-        self.skipped: list[str] = []
-        absent = missing_images(self.table)
-        if absent:
-            names = [self.table.image_paths[i] for i in absent]
-            if not config.skip_bad_images:
-                more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
-                raise HrposeError(f"{names[0]}: image not found{more}; add --skip-bad-images to train without them")
-            self.skipped += [f"{n}: image not found" for n in names]
-            self.table = self.table.without_images(set(absent))
-            if len(self.table) == 0:
-                raise HrposeError("no training person left: every image is missing")
-        self.val = None
-        if config.val_ann:
-            from hrpose_cli.data.coco import CocoKeypoints
-            from hrpose_cli.engine.model_eval import person_records
-
-            if not Path(config.val_images).is_dir():
-                raise HrposeError(f"{config.val_images}: images folder not found (paired with {config.val_ann})")
-            val_dataset = CocoKeypoints.load(Path(config.val_ann))
-            if not val_dataset.schema.same_set(self.schema):
-                raise HrposeError(f"{config.val_ann}: its keypoints ({', '.join(val_dataset.keypoint_names)}) differ from "
-                                  f"the training set's ({', '.join(self.schema.names)})")
-            self.val = (val_dataset, person_records(val_dataset, Path(config.val_images), "gt"))
+        self.table, self.schema, self.skipped, self.val = load_run_data(config)
 
         # Model.
         self.raw_model, self.model_config = build_model(config, checkpoint, self.schema, self.reporter.message)
