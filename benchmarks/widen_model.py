@@ -1,4 +1,4 @@
-"""Widen a trained HRNet checkpoint by an integer factor, computing the same function (model/widen.py):
+"""Widen a trained HRNet checkpoint to any larger width, computing the same function (model/widen.py):
 
     python benchmarks/widen_model.py assets/hrpose_default.pt w32_init.pt --width 32
 
@@ -18,7 +18,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
-    parser.add_argument("--width", type=int, required=True, help="the new width, a multiple of the old one")
+    parser.add_argument("--width", type=int, required=True, help="the new width (w18, w24, w32 from a w16)")
     parser.add_argument("--noise", type=float, default=0.1, help="split noise, relative to each weight's spread [0.1]")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

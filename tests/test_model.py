@@ -260,7 +260,9 @@ def test_fused_network_keeps_its_keys_and_fuses_the_stem_and_every_transition_st
     assert all(m.cudnn_fused for m in fused.modules() if isinstance(m, (BasicBlock, Bottleneck)))
 
 
-def test_widening_keeps_the_function_and_breaks_the_copies_symmetry():
+@pytest.mark.parametrize("width", [32, 18])
+def test_widening_keeps_the_function_and_breaks_the_copies_symmetry(width):
+    """By an integer factor (w16 -> w32) and not (w16 -> w18: channels 0 and 1 of every 16 get a twin)."""
     from hrpose_cli.model.widen import widen_state_dict
 
     torch.manual_seed(0)
@@ -272,19 +274,23 @@ def test_widening_keeps_the_function_and_breaks_the_copies_symmetry():
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.2, 0.2)
-    state_dict, config = widen_state_dict(narrow.state_dict(), narrow.config, 32)
-    assert config.width == 32 and config.stage_modules == narrow.config.stage_modules
+    state_dict, config = widen_state_dict(narrow.state_dict(), narrow.config, width)
+    assert config.width == width and config.stage_modules == narrow.config.stage_modules
     wide = PoseHRNet(config, random_init=False)
-    wide.load_state_dict(state_dict)  # strict: every key and shape of a w32-small
+    wide.load_state_dict(state_dict)  # strict: every key and shape of a wider w16-small
     x = torch.randn(2, 3, 256, 192)
     with torch.no_grad():
         assert torch.allclose(wide.eval()(x), narrow(x), atol=1e-5)
-    split = state_dict["stage2.0.branches.0.0.conv1.weight"]  # 32 x 32: both dimensions grew
-    assert not torch.equal(split[:, :16], split[:, 16:])  # the copies differ...
+    split = state_dict["stage2.0.branches.0.0.conv1.weight"]  # width x width: both dimensions grew
+    twins = width - 16  # new input channels 16.. copy old channels 0..twins-1
+    assert not torch.equal(split[:, 16:], split[:, :twins])  # the copies differ...
     old = narrow.state_dict()["stage2.0.branches.0.0.conv1.weight"]
-    assert torch.allclose(split[:16, :16] + split[:16, 16:], old, atol=1e-6)  # ...and sum to the old weight
-    with pytest.raises(HrposeError, match="multiple"):
-        widen_state_dict(narrow.state_dict(), narrow.config, 24)
+    summed = split[:16, :16].clone()
+    summed[:, :twins] += split[:16, 16:]
+    assert torch.allclose(summed, old, atol=1e-6)  # ...and sum to the old weight
+    assert torch.equal(split[:16, twins:16], old[:, twins:])  # a channel without a twin keeps its weight
+    with pytest.raises(HrposeError, match="larger"):
+        widen_state_dict(narrow.state_dict(), narrow.config, 16)
 
 
 def test_widen_and_int8_scripts_round_trip(tmp_path):

@@ -1,13 +1,15 @@
 """Function-preserving widening of an HRNet (Net2WiderNet, Chen et al., ICLR 2016), for a wider student
 that starts where a narrower one ended instead of from scratch.
 
-Every branch of an HRNet has ``width * 2**i`` channels, so widening by an integer factor k multiplies every
-such channel count by k while the stem (64) and layer1 (256) keep theirs. New channel c copies old channel
-``c % n``: a tensor's output dimension is tiled, and an input dimension that grew is tiled and split among
-the k copies, so that the copies' contributions add up to the old weight. The split is the old weight / k
-plus noise that sums to zero over the copies: the network computes exactly the same function (BatchNorm
-statistics tiled with their channels), yet the copies differ, so training can pull them apart (identical
-copies would get identical gradients forever).
+Every branch of an HRNet has ``width * 2**i`` channels, so widening from width w to W turns every such count
+n = w * 2**i into N = W * 2**i while the stem (64) and layer1 (256) keep theirs. New channel c copies old
+channel ``c % n`` (with W a multiple of w every channel gets W / w copies; otherwise the first N % n channels
+get one copy more, as w16 -> w18 gives channels 0 and 1 of each 16 a twin): a tensor's output dimension is
+copied so, and an input dimension that grew is copied and split among each channel's copies, so that their
+contributions add up to the old weight. The split is the old weight / its number of copies plus noise that
+sums to zero over the copies: the network computes exactly the same function (BatchNorm statistics copied
+with their channels), yet the copies differ, so training can pull them apart (identical copies would get
+identical gradients forever).
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 def widen_state_dict(
     state_dict: dict[str, torch.Tensor], config: HRNetConfig, width: int, *, noise: float = 0.1, seed: int = 0
 ) -> tuple[dict[str, torch.Tensor], HRNetConfig]:
-    """The state dict of ``config`` widened to ``width`` (an integer multiple), and its config.
+    """The state dict of ``config`` widened to ``width`` (any larger width), and its config.
 
     ``noise`` is the split noise's standard deviation relative to each weight tensor's own.
     """
-    if width % config.width or width <= config.width:
-        raise HrposeError(f"cannot widen w{config.width} to w{width}: the new width must be a larger multiple")
-    factor = width // config.width
+    if width <= config.width:
+        raise HrposeError(f"cannot widen w{config.width} to w{width}: the new width must be larger")
     wide_config = replace(config, width=width)
     target = PoseHRNet(wide_config, random_init=False).state_dict()
     generator = torch.Generator().manual_seed(seed)
@@ -40,19 +41,36 @@ def widen_state_dict(
             widened[key] = old.clone()
             continue
         new = old.float()
-        if new.shape[0] != wide.shape[0]:  # output channels (and BatchNorm vectors): tiled
-            new = new.repeat(factor, *([1] * (new.dim() - 1)))
-        if new.dim() > 1 and new.shape[1] != wide.shape[1]:  # input channels: tiled, split among the copies
-            new = _split(new, factor, noise, generator)
-        if new.shape != wide.shape:
-            raise HrposeError(f"cannot widen {key}: {tuple(old.shape)} does not grow to {tuple(wide.shape)} by x{factor}")
+        if new.shape[0] != wide.shape[0]:  # output channels (and BatchNorm vectors): copied
+            new = new[_sources(new.shape[0], wide.shape[0], key)]
+        if new.dim() > 1 and new.shape[1] != wide.shape[1]:  # input channels: copied, split among the copies
+            new = _split(new, wide.shape[1], noise, generator, key)
         widened[key] = new.to(old.dtype)
     return widened, wide_config
 
 
-def _split(weight: torch.Tensor, factor: int, noise: float, generator: torch.Generator) -> torch.Tensor:
-    """Tile the input dimension ``factor`` times; the copies of one input channel sum to the old weight."""
-    shares = weight.unsqueeze(0).repeat(factor, *([1] * weight.dim())) / factor  # (factor, out, in, kh, kw)
-    jitter = torch.randn(shares.shape, generator=generator) * noise * float(weight.std()) / factor
-    shares = shares + jitter - jitter.mean(dim=0, keepdim=True)  # zero sum over the copies
-    return torch.cat(list(shares), dim=1)
+def _sources(old: int, new: int, key: str) -> torch.Tensor:
+    """The old channel each new channel copies: c % old."""
+    if new < old:
+        raise HrposeError(f"cannot widen {key}: {old} channels do not grow to {new}")
+    return torch.arange(new) % old
+
+
+def _split(weight: torch.Tensor, new_in: int, noise: float, generator: torch.Generator, key: str) -> torch.Tensor:
+    """Copy the input dimension to ``new_in`` channels; the copies of one input channel sum to the old weight.
+
+    Copy k of channel i is new channel k * n + i; the noise is drawn for every (copy, channel) slot at once,
+    so that widening by an integer factor gives the weights it gave before other widths were allowed (call 12's
+    WL started from them).
+    """
+    n = weight.shape[1]
+    sources = _sources(n, new_in, key)
+    copies = torch.bincount(sources, minlength=n).to(weight.dtype)  # (in,)
+    slots = -(-new_in // n)
+    present = (torch.arange(slots)[:, None] < copies[None, :]).to(weight.dtype)  # (slots, in)
+    present = present.view(slots, 1, n, *([1] * (weight.dim() - 2)))
+    count = copies.view(1, n, *([1] * (weight.dim() - 2)))
+    jitter = torch.randn((slots, *weight.shape), generator=generator) * noise * float(weight.std()) / count
+    jitter = jitter * (count > 1)  # a channel without a copy keeps its weight exactly
+    shares = weight / count + jitter - (jitter * present).sum(0, keepdim=True) / count  # zero sum over the copies
+    return torch.cat(list(shares), dim=1)[:, :new_in]  # the slots past a channel's copies fall beyond new_in
