@@ -62,7 +62,7 @@ def test_oks_matrix_equals_compute_oks_including_unlabelled_gt():
         expected = compute_oks(gts, dts, sigmas)
         got = oks_matrix(gt, areas, boxes, pred, sigmas)
         assert got.shape == (len(pred), len(gt))
-        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        assert np.array_equal(got, expected)  # to the bit: an OKS on a threshold must count the same
 
 
 def test_oks_matrix_hand_checked():
@@ -161,3 +161,35 @@ def test_rescore_matches_the_official_loop_bit_for_bit():
             kpt_score = kpt_score / valid_num
         expected.append(kpt_score * box_score)
     assert rescore(kpts, box, 0.2).tolist() == expected
+
+
+def test_keypoint_eval_gives_pycocotools_oks_and_numbers_to_the_bit(fixture_data):
+    """The evaluator's COCOeval (computeOks vectorised) against pycocotools' own on real annotations: crowded
+    images, persons without keypoints (the enlarged-box distance) and crowd regions; predictions near their
+    person, far from everyone, and more of them than persons."""
+    from hrpose_cli.data.coco import CocoKeypoints
+    from hrpose_cli.engine.evaluator import STAT_NAMES, KeypointEval, coco_stats
+
+    dataset = CocoKeypoints.load(fixture_data / "person_keypoints.json")
+    rng = np.random.default_rng(0)
+    results = []
+    for ann in dataset.coco.dataset["annotations"]:
+        k = np.array(ann["keypoints"], dtype=np.float64).reshape(17, 3)
+        x, y, w, h = ann["bbox"]
+        for spread in (3.0, 0.3 * max(w, h)):
+            guess = np.c_[np.where(k[:, 2:] > 0, k[:, :2], [x + w / 2, y + h / 2]) + rng.normal(0, spread, (17, 2)),
+                          rng.uniform(0, 1, 17)]
+            results.append({"image_id": ann["image_id"], "category_id": 1, "keypoints": guess.ravel().tolist(),
+                            "score": float(rng.uniform())})
+    with contextlib.redirect_stdout(io.StringIO()):
+        ours = KeypointEval(dataset.coco, dataset.coco.loadRes([dict(r) for r in results]), iouType="keypoints")
+        theirs = COCOeval(dataset.coco, dataset.coco.loadRes([dict(r) for r in results]), iouType="keypoints")
+        for evaluation in (ours, theirs):
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+    assert ours.ious.keys() == theirs.ious.keys() and len(ours.ious) == len(dataset.coco.getImgIds())
+    assert all(np.array_equal(ours.ious[key], theirs.ious[key]) for key in ours.ious)
+    assert any(np.size(v) and 0.2 < np.max(v) < 0.99 for v in ours.ious.values())  # not all 0 or 1
+    assert coco_stats(dataset, results) == dict(zip(STAT_NAMES, map(float, theirs.stats)))
+    assert all("area" not in r for r in results)  # loadRes wrote into copies

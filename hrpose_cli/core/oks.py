@@ -46,18 +46,24 @@ def _errors(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray
 
 def oks_matrix(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, pred_keypoints: np.ndarray,
                sigmas: np.ndarray | None = None) -> np.ndarray:
-    """OKS of every prediction with every GT, (P, G), as COCOeval.computeOks computes each pair.
+    """OKS of every prediction with every GT, (P, G), as COCOeval.computeOks computes each pair, to the bit.
 
     Unlike computeOks this neither sorts the predictions by score nor keeps only the top maxDets: row i is
-    prediction i.
+    prediction i. Each GT's mean runs over its counted joints alone, as a contiguous row of each prediction,
+    which numpy sums in the same order as computeOks's one pair at a time (a sum with zeros in place of the
+    others can differ in the last bit, and an OKS on a threshold would then count differently).
     """
     gt = np.asarray(gt_keypoints, dtype=np.float64)
     pred = np.asarray(pred_keypoints, dtype=np.float64)
     if len(gt) == 0 or len(pred) == 0:
         return np.zeros((len(pred), len(gt)))
     e, counted = _errors(gt, gt_areas, gt_boxes, pred, sigmas)
-    similarity = np.where(counted[None], np.exp(-e), 0.0)
-    return similarity.sum(axis=-1) / counted.sum(axis=-1)[None, :]
+    similarity = np.exp(-e)
+    oks = np.empty((len(pred), len(gt)))
+    for g in range(len(gt)):
+        terms = np.ascontiguousarray(similarity[:, g][:, counted[g]])  # rows in memory order, as 1-D sums read them
+        oks[:, g] = terms.sum(axis=-1) / terms.shape[1]
+    return oks
 
 
 def mean_keypoint_similarity(gt_keypoints: np.ndarray, gt_areas: np.ndarray, pred_keypoints: np.ndarray,

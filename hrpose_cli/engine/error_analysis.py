@@ -13,7 +13,6 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
-from pycocotools.cocoeval import COCOeval
 
 from hrpose_cli.core.keypoint_errors import (
     DEFAULT_CONVENTION, INVERSION, JITTER, LABELS, MISS, SWAP, UNLABELLED, corrected_keypoints,
@@ -21,6 +20,7 @@ from hrpose_cli.core.keypoint_errors import (
 )
 from hrpose_cli.core.oks import oks_matrix
 from hrpose_cli.data.coco import PERSON_CATEGORY, CocoKeypoints
+from hrpose_cli.engine.evaluator import KeypointEval
 
 AREAS: dict[str, tuple[float, float]] = {"all": (0.0, 1e10), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
 MATCH_OKS = 0.1  # detections matched to a GT at this OKS get per-keypoint labels
@@ -102,22 +102,6 @@ def top_detections(results: list[dict], max_dets: int = MAX_DETS) -> list[dict]:
     return [entry for index, entry in enumerate(results) if index in keep]
 
 
-class _VectorisedOks(COCOeval):
-    """COCOeval with computeOks replaced by core.oks.oks_matrix (the same numbers, vectorised): the analysis
-    re-matches every fixed version of the detections, and pycocotools' per-pair loop was most of its time."""
-
-    def computeOks(self, imgId: int, catId: int) -> np.ndarray | list:
-        gts, dts = self._gts[imgId, catId], self._dts[imgId, catId]
-        order = np.argsort([-d["score"] for d in dts], kind="mergesort")[: self.params.maxDets[-1]]
-        if len(gts) == 0 or len(dts) == 0:
-            return []
-        joints = len(self.params.kpt_oks_sigmas)
-        gt = np.array([g["keypoints"] for g in gts], dtype=np.float64).reshape(len(gts), joints, 3)
-        pred = np.array([dts[i]["keypoints"] for i in order], dtype=np.float64).reshape(len(order), joints, 3)
-        return oks_matrix(gt, np.array([g["area"] for g in gts]), np.array([g["bbox"] for g in gts]), pred,
-                          self.params.kpt_oks_sigmas)
-
-
 def _evaluate(dataset: CocoKeypoints, image_ids: list[int], keypoints: np.ndarray, scores: np.ndarray,
               sigmas: np.ndarray, area: tuple[float, float], thresholds: tuple[float, ...]) -> list[dict]:
     """pycocotools' per-image matching (evalImgs) of these detections; their ids are index + 1."""
@@ -125,7 +109,7 @@ def _evaluate(dataset: CocoKeypoints, image_ids: list[int], keypoints: np.ndarra
     entries = [{"image_id": i, "category_id": PERSON_CATEGORY, "keypoints": k, "score": float(s)}
                for i, k, s in zip(image_ids, flat, scores)]
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluation = _VectorisedOks(dataset.coco, dataset.coco.loadRes(entries), iouType="keypoints")
+        evaluation = KeypointEval(dataset.coco, dataset.coco.loadRes(entries), iouType="keypoints")
         evaluation.params.kpt_oks_sigmas = sigmas
         evaluation.params.iouThrs = np.asarray(thresholds, dtype=np.float64)
         evaluation.params.areaRng = [list(area)]
