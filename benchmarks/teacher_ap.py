@@ -8,7 +8,6 @@ The same crops BlazePose was measured on (../shared/data/README.md), so the thre
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from hrpose_cli.data.images import read_image
 from hrpose_cli.engine.evaluator import STAT_NAMES, coco_stats
 from hrpose_cli.model.movenet import MoveNetTeacher
 from hrpose_cli.errors import HrposeError
+from hrpose_cli.files import check_writable, write_json
 
 
 def main() -> None:
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--flip", action="store_true", help="average the heads of each crop and its mirror image")
     parser.add_argument("--results-out", type=Path, help="write the COCO keypoint results (for hrpose eval --results)")
     args = parser.parse_args()
+    check_writable(args.results_out)  # before the teacher's minutes, not after
     teacher = MoveNetTeacher.load(args.teacher)
     size = teacher.input_size
     dataset = CocoKeypoints.load(args.ann)
@@ -50,7 +51,7 @@ def main() -> None:
                         "score": float(joints[:, 2].mean())})
     stats = coco_stats(dataset, results)
     if args.results_out:
-        args.results_out.write_text(json.dumps(results))
+        write_json(args.results_out, results)
     print(f"{args.ann}: {len(results)} persons; " + ", ".join(f"{k} {stats[k]:.3f}" for k in STAT_NAMES))
 
 
