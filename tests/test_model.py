@@ -249,7 +249,8 @@ def test_fused_blocks_need_a_folded_network():
 
 def test_fused_network_keeps_its_keys_and_fuses_the_stem_and_every_transition_step():
     """What cuDNN runs as single calls (numerically checked against the folded network in tests/test_gpu.py):
-    both stem convs and the 4 conv + ReLU steps of W32's transitions, with the state dict unchanged."""
+    the stem's second conv and the 4 conv + ReLU steps of W32's transitions, with the state dict unchanged.
+    The first conv reads the 3-channel fp32 image, which cuDNN's fused call refuses on the GPU."""
     from hrpose_cli.model.hrnet import BasicBlock, Bottleneck, FusedConvReLU, fold_batchnorm, fuse_blocks
 
     folded = fold_batchnorm(PoseHRNet(HRNetConfig.from_arch("w32")))

@@ -351,7 +351,7 @@ class PoseHRNet(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
-    cudnn_fused = False  # set by fuse_blocks: the stem's conv + ReLU pairs as single cuDNN calls
+    cudnn_fused = False  # set by fuse_blocks: the stem's second conv + ReLU as one cuDNN call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.features(x))
@@ -359,7 +359,10 @@ class PoseHRNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The highest-resolution branch's output (B, width, H/4, W/4): what the final 1x1 conv reads."""
         if self.cudnn_fused:
-            x = _conv_relu(self.conv2, _conv_relu(self.conv1, x))
+            # conv1 stays a plain conv: it reads the fp32 image (autocast casts it), and cuDNN's fused call
+            # takes neither mixed dtypes nor, in bf16 channels_last, 3 input channels ("FIND was unable to
+            # find an engine", on an H100). Its ReLU runs in place.
+            x = _conv_relu(self.conv2, self.relu(self.conv1(x)))
         else:
             x = self.relu(self.bn1(self.conv1(x)))
             x = self.relu(self.bn2(self.conv2(x)))
@@ -407,8 +410,9 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
 def fuse_blocks(folded: nn.Module) -> nn.Module:
     """A folded network (fold_batchnorm) for CUDA inference, in place: every BasicBlock and Bottleneck runs
     each convolution with its bias, ReLU and residual sum as one cuDNN call instead of three or four kernels,
-    and so do the stem and the transitions' conv + ReLU steps (their ReLUs were the 6 clamp kernels left in a
-    compiled bf16 W32 forward on an H200, 0.28 ms of 18: benchmarks/speed/h200_compile_probe_fusions.log).
+    and so do the stem's second conv and the transitions' conv + ReLU steps (their ReLUs were 5 of the 6
+    clamp kernels left in a compiled bf16 W32 forward on an H200, 0.28 ms of 18:
+    benchmarks/speed/h200_compile_probe_fusions.log).
 
     Most of an eager HRNet forward is those small kernels, not the convolutions: in a bf16 W32 forward on an
     H200, 27 of 42 ms (the profile of benchmarks/bench_speed.py). Fused, the network ran 10,999 images/s
