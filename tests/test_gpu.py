@@ -323,3 +323,27 @@ def test_cudnn_fused_blocks_compute_the_folded_network(monkeypatch):
         with torch.autocast("cuda", torch.bfloat16):
             got16 = fused.to(torch.bfloat16)(x)
     assert got16.dtype == torch.bfloat16 and (got16.float() - want).norm() / want.norm() < 2e-2
+
+
+def test_hrnet_teacher_on_cuda_gives_the_cpu_targets_and_trains(fixture_data, tiny_weights, tmp_path):
+    """An HRNet teacher (--teacher MODEL.pt --teacher-mode match) on the GPU: bf16 autocast and channels_last
+    give the CPU's heatmaps within bf16 rounding, and a run through the recorded train step finishes."""
+    import contextlib
+
+    from hrpose_cli.engine import trainer
+    from hrpose_cli.engine.distill import PoseTeacher
+    from hrpose_cli.engine.train_config import TrainConfig
+    from test_distill import _student_crops
+
+    crops, _ = _student_crops(fixture_data, 10.0, False)
+    cpu = PoseTeacher(tiny_weights, torch.device("cpu"), (64, 48), flip=True, channels_last=False)
+    gpu = PoseTeacher(tiny_weights, torch.device("cuda"), (64, 48), flip=True, channels_last=True)
+    want = cpu.heatmaps(crops, contextlib.nullcontext)
+    got = gpu.heatmaps(crops.cuda(), lambda: torch.autocast("cuda", torch.bfloat16)).cpu()
+    assert got.dtype == torch.float32 and (got - want).norm() / want.norm() < 2e-2
+    ann = fixture_data / "person_keypoints.json"
+    config = TrainConfig(train_ann=[str(ann)], train_images=[str(fixture_data / "images")], arch="w16-small",
+                         device="cuda", workers=0, epochs=2, batch=8, teacher=str(tiny_weights), teacher_mode="match",
+                         teacher_flip=True, gt_weight=0.5, out=str(tmp_path / "run"))
+    result = trainer.run(config)
+    assert len(result.history) == 2 and all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in result.history)

@@ -1,4 +1,5 @@
-"""Distillation from MoveNet: a teacher that labels every augmented training crop on the device.
+"""Distillation: a teacher that labels every augmented training crop on the device. The teacher is MoveNet
+(its TensorFlow.js graph, ``Distiller``) or a trained HRNet of any width and input size (``PoseTeacher``).
 
 The teacher sees a square crop around the student's crop (same center, rotation and mirror; side = the
 student crop's height), so its joints map into the student's crop by one scale and shift, and its stride-4
@@ -24,6 +25,12 @@ keypoints (``--unlabelled-ann``) are taught by the teacher alone.
 
 With ``--teacher-flip`` the teacher answers with its flip test in either mode (its heads averaged over the crop
 and its mirror image): better targets for twice the teacher's cost.
+
+An HRNet teacher (``--teacher MODEL.pt``: an hrpose checkpoint or an official one) teaches by function matching
+only, and more directly: it is a top-down model like the student, so on the student's own crop it answers for
+the same person, and its whole output, the heatmaps (with its flip test when asked), is the target of every
+joint; annotated joints mix in the GT by ``gt_weight`` as above. It must predict the training set's keypoints
+(any set, not only COCO-17), so a large model trained on a custom set can teach a small one.
 """
 
 from __future__ import annotations
@@ -35,8 +42,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrpose_cli.core import codec, geometry
+from hrpose_cli.core.schema import COCO17, KeypointSchema
+from hrpose_cli.engine.predictor import PoseGraph
+from hrpose_cli.engine.train_config import is_movenet
 from hrpose_cli.errors import HrposeError
+from hrpose_cli.model.checkpoints import checkpoint_schema, load_model
+from hrpose_cli.model.hrnet import HRNetConfig, fold_batchnorm
 from hrpose_cli.model.movenet import MoveNetTeacher, decode_heads
+
+
+def teacher_schema(teacher: str | Path) -> KeypointSchema:
+    """The keypoints a teacher predicts: MoveNet's are COCO's 17, an HRNet checkpoint's are its own."""
+    return COCO17 if is_movenet(teacher) else checkpoint_schema(teacher)
+
+
+def load_teacher(teacher: str | Path, device: torch.device, student: HRNetConfig, min_score: float,
+                 feature_weight: float, flip: bool, channels_last: bool) -> "Distiller | PoseTeacher":
+    """The training run's teacher on ``device``: MoveNet's Distiller or an HRNet PoseTeacher."""
+    if not is_movenet(teacher):
+        return PoseTeacher(Path(teacher), device, student.heatmap_size, flip, channels_last)
+    distiller = Distiller(Path(teacher), device, student.input_size, student.heatmap_size, student.width, min_score,
+                          feature_weight, flip=flip)
+    if channels_last:
+        distiller.teacher.to(memory_format=torch.channels_last)
+    return distiller
 
 
 class StudentWithAdapter(nn.Module):
@@ -162,4 +191,51 @@ class Distiller:
         mix_gt = a[..., None, None] * gt_target + (1 - a[..., None, None]) * t_target
         target = torch.where(labelled[..., None, None], mix_gt, t_target)
         weight = torch.where(labelled, gt_w, t_w)
+        return target, weight
+
+
+class PoseTeacher:
+    """A trained HRNet teaching a student by function matching: its heatmaps on the student's own crops.
+
+    The crops are resized to the teacher's input size and its heatmaps to the student's grid where the two
+    differ (a 384x288 W48 can teach a 256x192 w16); the teacher runs with its BatchNorms folded, through the
+    test-time network rules (PoseGraph: the flip test, when asked, exactly as `hrpose eval` runs it).
+    """
+
+    adapter = None  # no feature distillation from an HRNet
+
+    def __init__(self, weights: Path, device: torch.device, heatmap_hw: tuple[int, int], flip: bool,
+                 channels_last: bool):
+        network, config = load_model(weights)
+        network = fold_batchnorm(network, inplace=True).to(device)
+        if channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        flip_perm = torch.from_numpy(checkpoint_schema(weights).flip_permutation()).to(device)
+        self.graph = PoseGraph(network, flip_perm, flip, channels_last)
+        self.input_hw = config.input_size
+        self.heatmap_hw = heatmap_hw
+
+    def heatmaps(self, crops: torch.Tensor, autocast) -> torch.Tensor:
+        """The teacher's heatmaps (B, J, h, w) on the student's grid for crops (B, 3, H, W), RGB in [0, 255]."""
+        x = geometry.normalize(crops)
+        if tuple(x.shape[-2:]) != self.input_hw:
+            x = F.interpolate(x, size=self.input_hw, mode="bilinear", align_corners=False)
+        with torch.no_grad(), autocast():
+            out = self.graph(x)[0]
+        if tuple(out.shape[-2:]) != self.heatmap_hw:
+            out = F.interpolate(out, size=self.heatmap_hw, mode="bilinear", align_corners=False)
+        return out.float()
+
+    def match_targets(self, crops: torch.Tensor, joints: torch.Tensor, visible: torch.Tensor, valid: torch.Tensor,
+                      mixed: torch.Tensor | None, gt_weight: float, sigma: float, stride: float,
+                      autocast) -> tuple[torch.Tensor, torch.Tensor]:
+        """Targets (B, J, H, W) and weights (B, J), as Distiller.match_targets: the teacher's heatmaps for
+        every joint of every valid crop, mixed with the GT's Gaussian by ``gt_weight`` where annotated."""
+        taught = self.heatmaps(crops, autocast)
+        labelled = (visible > 0) & (valid > 0)[:, None]
+        if mixed is not None:
+            labelled = labelled & ~mixed[:, None]
+        gt_target, gt_w = codec.encode(joints, labelled.to(joints.dtype), self.heatmap_hw, sigma, stride)
+        target = torch.where(labelled[..., None, None], gt_weight * gt_target + (1 - gt_weight) * taught, taught)
+        weight = torch.where(labelled, gt_w, (valid > 0)[:, None].to(gt_w.dtype).expand_as(gt_w))
         return target, weight

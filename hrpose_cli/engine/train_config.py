@@ -15,10 +15,15 @@ from hrpose_cli.errors import HrposeError
 
 RUNS_ROOT = Path("runs") / "train"
 BASE_SIGMA = 2.0  # at an input height of 256; scaled with the height (3 at 384x288)
-# Options that only say how to run, not what is learnt: --resume may change them.
 TEACHER_MODES = ("fill", "match")  # fill: unlabelled joints only; match: function matching (distill.py)
+# Options that only say how to run, not what is learnt: --resume may change them.
 RUNTIME_FIELDS = ("device", "workers", "log_every", "compile", "cuda_graphs", "skip_bad_images", "val_batch", "time_limit",
                   "save_every", "exist_ok")
+
+
+def is_movenet(teacher: str | Path) -> bool:
+    """MoveNet comes as its TensorFlow.js graph (movenet-thunder.json); any other teacher is an HRNet checkpoint."""
+    return Path(teacher).suffix.lower() == ".json"
 
 
 @dataclass
@@ -132,7 +137,9 @@ class TrainConfig:
         if self.distill_features > 0 and not self.teacher:
             bad("--distill-features", self.distill_features, "needs --teacher")
         if self.teacher and not Path(self.teacher).is_file():
-            bad("--teacher", self.teacher, "is a folder; give its movenet-thunder.json" if Path(self.teacher).is_dir() else "file not found")
+            bad("--teacher", self.teacher, "is a folder; give its movenet-thunder.json or a model file" if Path(self.teacher).is_dir() else "file not found")
+        if self.teacher and not is_movenet(self.teacher) and self.teacher_mode != "match":
+            bad("--teacher", self.teacher, "an HRNet teacher teaches by function matching: add --teacher-mode match")
         if self.teacher_mode not in TEACHER_MODES:
             bad("--teacher-mode", self.teacher_mode, f"expected one of {', '.join(TEACHER_MODES)}")
         if self.teacher_flip and not self.teacher:

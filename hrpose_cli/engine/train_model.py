@@ -10,9 +10,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from hrpose_cli.core.schema import COCO17, KeypointSchema, checked_values, parse_joint_list, parse_pairs
+from hrpose_cli.core.schema import KeypointSchema, checked_values, parse_joint_list, parse_pairs
 from hrpose_cli.data.train_data import PersonTable, load_person_table, missing_images
-from hrpose_cli.engine.train_config import TrainConfig
+from hrpose_cli.engine.train_config import TrainConfig, is_movenet
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.hrnet import ARCHS, HRNetConfig, PoseHRNet
 
@@ -26,8 +26,15 @@ def load_run_data(config: TrainConfig) -> tuple[PersonTable, KeypointSchema, lis
     pairs = list(zip(config.train_ann, config.train_images))
     table = load_person_table(pairs, list(zip(config.unlabelled_ann, config.unlabelled_images)))
     schema = resolve_schema(table.schema, config)
-    if config.teacher and not schema.same_set(COCO17):
-        raise HrposeError(f"--teacher labels COCO's 17 keypoints; {config.train_ann[0]} has {schema.num_joints} others")
+    if config.teacher:
+        from hrpose_cli.engine.distill import teacher_schema
+
+        taught = teacher_schema(config.teacher)
+        if not schema.same_set(taught):
+            what = "MoveNet labels COCO's 17 keypoints" if is_movenet(config.teacher) else \
+                f"the teacher predicts {taught.num_joints} keypoints ({', '.join(taught.names[:3])}, ...)"
+            raise HrposeError(f"{config.teacher}: {what}; {config.train_ann[0]} has {schema.num_joints} others "
+                              f"({', '.join(schema.names[:3])}, ...)")
     skipped: list[str] = []
     absent = missing_images(table)
     if absent:

@@ -21,7 +21,6 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -116,13 +115,10 @@ class _Trainer:
         self.distiller = None
         model: nn.Module = self.raw_model
         if config.teacher:
-            from hrpose_cli.engine.distill import Distiller, StudentWithAdapter
+            from hrpose_cli.engine.distill import StudentWithAdapter, load_teacher
 
-            self.distiller = Distiller(Path(config.teacher), device, self.model_config.input_size,
-                                       self.model_config.heatmap_size, self.model_config.width,
-                                       config.teacher_min_score, config.distill_features, flip=config.teacher_flip)
-            if self.runtime.channels_last:
-                self.distiller.teacher.to(memory_format=torch.channels_last)
+            self.distiller = load_teacher(config.teacher, device, self.model_config, config.teacher_min_score,
+                                          config.distill_features, config.teacher_flip, self.runtime.channels_last)
             if self.distiller.adapter is not None:
                 if checkpoint is not None and "adapter" in checkpoint["train_state"]:
                     self.distiller.adapter.load_state_dict(checkpoint["train_state"]["adapter"])
