@@ -359,9 +359,9 @@ class PoseHRNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The highest-resolution branch's output (B, width, H/4, W/4): what the final 1x1 conv reads."""
         if self.cudnn_fused:
-            # conv1 stays a plain conv: it reads the fp32 image (autocast casts it), and cuDNN's fused call
-            # takes neither mixed dtypes nor, in bf16 channels_last, 3 input channels ("FIND was unable to
-            # find an engine", on an H100). Its ReLU runs in place.
+            # conv1 stays a plain conv (autocast casts the fp32 image for it; its ReLU runs in place): as a
+            # fused cuDNN call on the 3-channel image it failed on an H100 ("FIND was unable to find an
+            # engine"), through bf16 weights on an fp32 input or through its 3 channels.
             x = _conv_relu(self.conv2, self.relu(self.conv1(x)))
         else:
             x = self.relu(self.bn1(self.conv1(x)))
