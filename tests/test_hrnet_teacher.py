@@ -100,6 +100,11 @@ def test_cli_bad_hrnet_teachers(tmp_path, fixture_data, tiny_weights):
     mouse = save_checkpoint(tmp_path / "mouse.pt", PoseHRNet(config), config)
     assert_one_line_error(runner.invoke(app, base + ["--teacher", str(mouse), "--teacher-mode", "match"]),
                           "mouse.pt", "4 keypoints", "has 17")
+    # a teacher of another aspect ratio would see the crops stretched
+    config = HRNetConfig.from_arch("w16-small", input_size=(256, 256))
+    square = save_checkpoint(tmp_path / "square.pt", PoseHRNet(config), config)
+    assert_one_line_error(runner.invoke(app, base + ["--teacher", str(square), "--teacher-mode", "match"]),
+                          "square.pt", "256x256", "aspect ratio")
     # a file that is no checkpoint
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")

@@ -198,7 +198,7 @@ class PoseTeacher:
     """A trained HRNet teaching a student by function matching: its heatmaps on the student's own crops.
 
     The crops are resized to the teacher's input size and its heatmaps to the student's grid where the two
-    differ (a 384x288 W48 can teach a 256x192 w16); the teacher runs with its BatchNorms folded, through the
+    differ (a 384x288 W48 can teach a 256x192 w16; the aspect ratios must match); the teacher runs with its BatchNorms folded, through the
     test-time network rules (PoseGraph: the flip test, when asked, exactly as `hrpose eval` runs it).
     """
 
@@ -207,6 +207,10 @@ class PoseTeacher:
     def __init__(self, weights: Path, device: torch.device, heatmap_hw: tuple[int, int], flip: bool,
                  channels_last: bool):
         network, config = load_model(weights)
+        (h, w), (hm_h, hm_w) = config.input_size, heatmap_hw
+        if h * hm_w != w * hm_h:  # resizing its crops to another shape would stretch the person it sees
+            raise HrposeError(f"{weights}: the teacher's input {h}x{w} has another aspect ratio than the student's "
+                              f"(heatmaps {hm_h}x{hm_w}); train the student at the teacher's ratio (--input-size)")
         network = fold_batchnorm(network, inplace=True).to(device)
         if channels_last:
             network = network.to(memory_format=torch.channels_last)
