@@ -76,7 +76,7 @@ def test_warm_up_keeps_its_seconds_for_the_warm_up_stage():
     assert predictor.warm_up_s > 0.0
 
 
-def test_compile_regions_compiles_the_blocks_and_fusions_in_place_and_keeps_the_state_dict():
+def test_compile_regions_compiles_blocks_fusions_stem_and_transitions_in_place_and_keeps_the_state_dict():
     model = PoseHRNet(HRNetConfig.from_arch("w32"), random_init=False)
     keys = list(model.state_dict())
     assert compiling.compile_regions(model) is model
@@ -86,6 +86,10 @@ def test_compile_regions_compiles_the_blocks_and_fusions_in_place_and_keeps_the_
     modules = [m for m in model.modules() if isinstance(m, HighResolutionModule)]
     assert len(modules) == 1 + 4 + 3 and len({m.compiled_fuse for m in modules}) == 1  # one function for all
     assert modules[0].compiled_fuse is not None and HighResolutionModule.compiled_fuse is None
+    assert model.compiled_stem is not None and PoseHRNet.compiled_stem is None
+    steps = [m for t in (model.transition1, model.transition2, model.transition3) for m in t.modules()
+             if type(m) is torch.nn.Sequential and isinstance(m[0], torch.nn.Conv2d)]
+    assert len(steps) == 4 and all(m._compiled_call_impl is not None for m in steps)  # W32's conv + BN + ReLU steps
     copied = copy.deepcopy(model)  # as a weight average copies a network: it must fuse its own layers
     assert copied.stage2[0].compiled_fuse is model.stage2[0].compiled_fuse
     official = [line.split("\t")[0] for line in W32_KEYS.read_text().splitlines() if line and not line.startswith("#")]

@@ -9,7 +9,10 @@ fusion (the 1x1 conv + upsampling or strided convs into every branch, the sums a
 compiled function. Dynamo lifts a module's parameters to graph inputs, so all blocks of one width share one
 compiled graph, and all modules of one stage one fusion graph: W32 compiles six block graphs (BasicBlocks of
 four widths, Bottlenecks with and without their downsample) and four fusion graphs per mode for its 108
-blocks and 8 modules. The stem and the transitions stay eager. The fusions matter most: compiled blocks alone
+blocks and 8 modules. The stem (one graph) and each transition step with a BatchNorm (four for W32) are
+compiled too, so that their BatchNorms and ReLUs are not left as separate eager kernels (the stem's run at
+twice the resolution of the rest); without them the training form compiled by regions ran 0.96x the official
+network compiled whole (bf16, one H100, benchmarks/speed/h100_compile_probe_bf16.json). The fusions matter most: compiled blocks alone
 left the fusions' upsampling, sums and BatchNorms as separate eager kernels and ran below the eager network
 (benchmarks/compile_probe.py). Blocks that model.hrnet.fuse_blocks made one cuDNN call per convolution (CUDA
 inference) are not compiled again: there only the fusions are.
@@ -68,7 +71,7 @@ def compile_regions(model: nn.Module) -> nn.Module:
     change). A network without HRNet blocks (the person detector) is compiled whole, as one small graph."""
     import torch
 
-    from hrpose_cli.model.hrnet import BasicBlock, Bottleneck, HighResolutionModule
+    from hrpose_cli.model.hrnet import BasicBlock, Bottleneck, HighResolutionModule, PoseHRNet
 
     configure_compile_cache()
     blocks = [m for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck))]
@@ -81,4 +84,11 @@ def compile_regions(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if isinstance(module, HighResolutionModule) and module.fuse_layers is not None:
             module.compiled_fuse = fuse
+    stem = torch.compile(PoseHRNet.stem, dynamic=False)
+    for network in [m for m in model.modules() if isinstance(m, PoseHRNet)]:
+        network.compiled_stem = stem
+        for transition in (network.transition1, network.transition2, network.transition3):
+            for step in transition.modules():  # conv + BatchNorm + ReLU steps; cuDNN-fused ones stay as they are
+                if type(step) is nn.Sequential and any(isinstance(m, nn.Conv2d) for m in step.children()):
+                    step.compile(dynamic=False)
     return model

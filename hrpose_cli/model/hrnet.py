@@ -352,20 +352,26 @@ class PoseHRNet(nn.Module):
                 nn.init.constant_(m.bias, 0)
 
     cudnn_fused = False  # set by fuse_blocks: the stem's second conv + ReLU as one cuDNN call
+    # PoseHRNet.stem compiled (engine.compiling.compile_regions), a plain function as HighResolutionModule's
+    # compiled_fuse: the stem's BatchNorms and ReLUs run at twice the resolution of everything after it.
+    compiled_stem: Callable[["PoseHRNet", torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.features(x))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The highest-resolution branch's output (B, width, H/4, W/4): what the final 1x1 conv reads."""
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Two stride-2 convs with their BatchNorms and ReLUs: the image at 1/4 resolution."""
         if self.cudnn_fused:
             # conv1 stays a plain conv (autocast casts the fp32 image for it; its ReLU runs in place): as a
             # fused cuDNN call on the 3-channel image it failed on an H100 ("FIND was unable to find an
             # engine"), through bf16 weights on an fp32 input or through its 3 channels.
-            x = _conv_relu(self.conv2, self.relu(self.conv1(x)))
-        else:
-            x = self.relu(self.bn1(self.conv1(x)))
-            x = self.relu(self.bn2(self.conv2(x)))
+            return _conv_relu(self.conv2, self.relu(self.conv1(x)))
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The highest-resolution branch's output (B, width, H/4, W/4): what the final 1x1 conv reads."""
+        x = (self.compiled_stem or PoseHRNet.stem)(self, x)
         x = self.layer1(x)
         ys = [x if t is None else t(x) for t in self.transition1]
         ys = self.stage2(ys)
