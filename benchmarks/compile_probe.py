@@ -4,13 +4,15 @@
         --out $OUT/compile_probe.json [--precisions bf16,fp32]
 
 W32 256x192, network alone, the same random weights, rows timed in turns in one group
-(bench_speed.interleaved) beside ours eager:
+(bench_speed.interleaved) beside ours eager; ours channels_last at both precisions, as hrpose runs on CUDA:
   - the inference form (BatchNorms folded, blocks cuDNN-fused) eager, and with its fusions compiled
     (engine.compiling.compile_regions, what `hrpose eval --compile` runs), each also as one CUDA graph (what
     `hrpose eval` replays);
-  - the training form compiled by regions (blocks and fusions), eager and as one CUDA graph;
-  - the official network eager and compiled whole (torch.compile of the model).
-Then the kernels of one forward of the inference form with compiled fusions (GPU ms per kernel name) and the
+  - the folded network without cuDNN fusion compiled by regions (an fp32 inference form), and as a CUDA graph;
+  - the training form compiled by regions (blocks, fusions, stem, transitions), eager and as one CUDA graph;
+  - the official network eager and compiled whole (torch.compile of the model): channels_last at bf16; at
+    fp32 both NCHW, as the official code runs, and channels_last.
+Then the kernels of one forward of the training form compiled by regions (GPU ms per kernel name) and the
 host's milliseconds per call. The first run (2026-12-04, blocks compiled without their fusions) showed why
 those fell below eager: 37.6 ms of host time per call for 29.2 ms of GPU work (108 compiled calls), and the
 fusions' upsampling, sums and BatchNorms still eager (benchmarks/speed/h200_compile_probe_blocks.json).
@@ -49,29 +51,25 @@ def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tenso
 
 def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, float]:
     label, bf16, batch = PRECISIONS[precision]
-    fmt = torch.channels_last if bf16 else torch.contiguous_format
     weights = PoseHRNet(config).state_dict()
 
-    def ours() -> nn.Module:
+    def ours() -> nn.Module:  # channels_last at both precisions, as hrpose runs every CUDA network
         model = PoseHRNet(config)
         model.load_state_dict(weights)
+        return model.cuda().eval().to(memory_format=torch.channels_last)
+
+    def theirs(fmt: torch.memory_format) -> nn.Module:
+        model = official_network(official, config)
+        model.load_state_dict(weights, strict=True)
         return model.cuda().eval().to(memory_format=fmt)
 
-    theirs = official_network(official, config)
-    theirs.load_state_dict(weights, strict=True)
-    theirs = theirs.cuda().eval().to(memory_format=fmt)
-    x = torch.randn(batch, 3, *config.input_size, device="cuda").contiguous(memory_format=fmt)
+    x = torch.randn(batch, 3, *config.input_size, device="cuda")
+    inputs = {torch.channels_last: x.contiguous(memory_format=torch.channels_last), torch.contiguous_format: x}
+    # The official code runs NCHW; at fp32 it is also timed channels_last, so that its better layout is beside ours.
+    official_formats = {"": torch.channels_last} if bf16 else {"": torch.contiguous_format, ", channels_last": torch.channels_last}
     print(f"[{label}]", flush=True)
     seconds: dict[str, float] = {}
     eager = forward(ours(), bf16)  # the yardstick
-
-    def timed(group: dict[str, Callable[[torch.Tensor], torch.Tensor]]) -> dict[str, float]:
-        start = time.perf_counter()
-        rates = interleaved({name: (lambda f=fn: f(x)) for name, fn in {"ours eager": eager, **group}.items()}, batch)
-        for name, rate in rates.items():
-            print(f"  {name}: {rate:.0f} images/s", flush=True)
-        print(f"  (timed in {time.perf_counter() - start:.1f} s)", flush=True)
-        return rates
 
     def inference_form() -> nn.Module:
         folded = fuse_blocks(fold_batchnorm(ours()))
@@ -79,19 +77,26 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
 
     # One group, no dynamo reset in between: a CUDA graph recorded from compiled code must not outlive its
     # kernels (replaying one after torch._dynamo.reset() crashed the process, 2026-12-04).
-    group = {"ours inference form, eager": forward(inference_form(), bf16)}
-    group["ours inference form, compiled fusions"] = compiled(
-        "ours inference form, compiled fusions", lambda: forward(compile_regions(inference_form()), bf16), x, seconds)
-    group["ours by regions (blocks and fusions)"] = compiled(
-        "ours by regions (blocks and fusions)", lambda: forward(compile_regions(ours()), bf16), x, seconds)
-    group["official eager"] = forward(theirs, bf16)
-    group["official whole graph"] = compiled("official whole graph", lambda: forward(torch.compile(theirs), bf16),
-                                             x, seconds)
-    for name in ("ours inference form, eager", "ours inference form, compiled fusions",
-                 "ours by regions (blocks and fusions)", "official whole graph"):
-        group[f"{name}, one CUDA graph"] = cuda_graph(group[name], x)
-    rates = timed(group)
-    kernel_rows = kernels(label, group["ours inference form, compiled fusions"], x)
+    group = {"ours eager": (eager, torch.channels_last),
+             "ours inference form, eager": (forward(inference_form(), bf16), torch.channels_last)}
+    builds = {"ours inference form, compiled fusions": lambda: forward(compile_regions(inference_form()), bf16),
+              "ours folded, unfused, by regions": lambda: forward(compile_regions(fold_batchnorm(ours())), bf16),
+              "ours by regions (blocks, fusions, stem, transitions)": lambda: forward(compile_regions(ours()), bf16)}
+    for name, build in builds.items():
+        group[name] = (compiled(name, build, inputs[torch.channels_last], seconds), torch.channels_last)
+    for suffix, fmt in official_formats.items():
+        network = theirs(fmt)
+        group[f"official eager{suffix}"] = (forward(network, bf16), fmt)
+        name = f"official whole graph{suffix}"
+        group[name] = (compiled(name, lambda n=network: forward(torch.compile(n), bf16), inputs[fmt], seconds), fmt)
+    for name in [*builds, "ours inference form, eager", *(f"official whole graph{s}" for s in official_formats)]:
+        fn, fmt = group[name]
+        group[f"{name}, one CUDA graph"] = (cuda_graph(fn, inputs[fmt]), fmt)
+    start = time.perf_counter()
+    rates = interleaved({name: (lambda f=fn, i=inputs[fmt]: f(i)) for name, (fn, fmt) in group.items()}, batch)
+    print(f"  (timed in {time.perf_counter() - start:.1f} s)", flush=True)
+    kernel_rows = kernels(label, group["ours by regions (blocks, fusions, stem, transitions)"][0],
+                          inputs[torch.channels_last], "by regions")
     rows = {f"{label}, {name}: images/s": rate for name, rate in rates.items()}
     rows.update({f"{label}, {name}: compile + first forward s": s for name, s in seconds.items()})
     rows.update(kernel_rows)
@@ -101,7 +106,7 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     return rows
 
 
-def kernels(label: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, steps: int = 10,
+def kernels(label: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, form: str, steps: int = 10,
             top: int = 15) -> dict[str, float]:
     """GPU ms per kernel name of one forward of ``fn``, and the host's ms per call (launch side only)."""
     from torch.profiler import ProfilerActivity, profile
@@ -119,9 +124,8 @@ def kernels(label: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
             fn(x)
         torch.cuda.synchronize()
     print(f"  {label}: host {host_ms:.2f} ms per call", flush=True)
-    gpu_ms = kernel_table(prof, steps, top, f"{label}, inference form, compiled fusions")
-    return {f"{label}, inference form, compiled fusions: host ms per call": host_ms,
-            f"{label}, inference form, compiled fusions: GPU ms per forward": gpu_ms}
+    gpu_ms = kernel_table(prof, steps, top, f"{label}, {form}")
+    return {f"{label}, {form}: host ms per call": host_ms, f"{label}, {form}: GPU ms per forward": gpu_ms}
 
 
 def main() -> None:

@@ -86,7 +86,8 @@ def compile_regions(model: nn.Module) -> nn.Module:
             module.compiled_fuse = fuse
     stem = torch.compile(PoseHRNet.stem, dynamic=False)
     for network in [m for m in model.modules() if isinstance(m, PoseHRNet)]:
-        network.compiled_stem = stem
+        if not network.cudnn_fused:  # fused, its BatchNorms are folded and its second conv's ReLU is cuDNN's
+            network.compiled_stem = stem
         for transition in (network.transition1, network.transition2, network.transition3):
             for step in transition.modules():  # conv + BatchNorm + ReLU steps; cuDNN-fused ones stay as they are
                 if type(step) is nn.Sequential and any(isinstance(m, nn.Conv2d) for m in step.children()):
