@@ -11,8 +11,9 @@ compiled graph, and all modules of one stage one fusion graph: W32 compiles six 
 four widths, Bottlenecks with and without their downsample) and four fusion graphs per mode for its 108
 blocks and 8 modules. The stem (one graph) and each transition step with a BatchNorm (four for W32) are
 compiled too, so that their BatchNorms and ReLUs are not left as separate eager kernels (the stem's run at
-twice the resolution of the rest); without them the training form compiled by regions ran 0.96x the official
-network compiled whole (bf16, one H100, benchmarks/speed/h100_compile_probe_bf16.json). The fusions matter most: compiled blocks alone
+twice the resolution of the rest): with them the training form compiled by regions runs level with the official
+network compiled whole (0.999x, bf16 b256, one H100, benchmarks/speed/h100_compile_probe_regions.json), without
+them 0.96x (h100_compile_probe_bf16.json). The fusions matter most: compiled blocks alone
 left the fusions' upsampling, sums and BatchNorms as separate eager kernels and ran below the eager network
 (benchmarks/compile_probe.py). Blocks that model.hrnet.fuse_blocks made one cuDNN call per convolution (CUDA
 inference) are not compiled again: there only the fusions are.
