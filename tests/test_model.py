@@ -294,6 +294,39 @@ def test_widening_keeps_the_function_and_breaks_the_copies_symmetry(width):
         widen_state_dict(narrow.state_dict(), narrow.config, 16)
 
 
+def test_deepening_keeps_the_function_and_the_new_blocks_can_learn(tmp_path):
+    """Zero-scaled residuals: a w16-small with 3 blocks per branch instead of 2 computes what it computed, and
+    the new blocks' second BatchNorm scales get gradients. The script path too, and a shallower ask fails."""
+    import subprocess
+    import sys
+
+    from hrpose_cli.model.checkpoints import load_model, save_checkpoint
+    from hrpose_cli.model.widen import deepen_state_dict
+
+    torch.manual_seed(0)
+    shallow = PoseHRNet(HRNetConfig.from_arch("w16-small")).eval()
+    for p in shallow.parameters():
+        p.data.normal_(0, 0.05)  # an output that is not near zero
+    state_dict, config = deepen_state_dict(shallow.state_dict(), shallow.config, 3)
+    assert config.num_blocks == 3 and config.width == 16
+    deep = PoseHRNet(config, random_init=False)
+    deep.load_state_dict(state_dict)  # strict
+    x = torch.randn(2, 3, 256, 192)
+    with torch.no_grad():
+        want = shallow(x)
+        assert torch.allclose(deep.eval()(x), want, atol=1e-5 * want.abs().max().item())
+    deep.train()(x).square().mean().backward()
+    new_scale = deep.stage2[0].branches[0][2].bn2.weight
+    assert torch.equal(new_scale.detach(), torch.zeros_like(new_scale)) and new_scale.grad.abs().sum() > 0
+    with pytest.raises(HrposeError, match="must be more"):
+        deepen_state_dict(shallow.state_dict(), shallow.config, 2)
+    save_checkpoint(tmp_path / "s.pt", shallow, shallow.config, half=False, meta={"run": "test"})
+    done = subprocess.run([sys.executable, "benchmarks/widen_model.py", str(tmp_path / "s.pt"), str(tmp_path / "d.pt"),
+                           "--blocks", "3"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert load_model(tmp_path / "d.pt")[1] == config
+
+
 def test_widen_and_int8_scripts_round_trip(tmp_path):
     """benchmarks/widen_model.py then int8_weights.py pack/unpack: the device-call path of a wider student."""
     import subprocess

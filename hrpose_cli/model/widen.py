@@ -74,3 +74,33 @@ def _split(weight: torch.Tensor, new_in: int, noise: float, generator: torch.Gen
     jitter = jitter * (count > 1)  # a channel without a copy keeps its weight exactly
     shares = weight / count + jitter - (jitter * present).sum(0, keepdim=True) / count  # zero sum over the copies
     return torch.cat(list(shares), dim=1)[:, :new_in]  # the slots past a channel's copies fall beyond new_in
+
+
+def deepen_state_dict(
+    state_dict: dict[str, torch.Tensor], config: HRNetConfig, blocks: int, *, seed: int = 0
+) -> tuple[dict[str, torch.Tensor], HRNetConfig]:
+    """The state dict of ``config`` with ``blocks`` BasicBlocks per branch of every module (more than it has),
+    and its config: the deeper network computes the same function.
+
+    Each new block is appended to its branch with its second BatchNorm's scale and shift at zero, so it adds
+    nothing to its residual and passes its input through the final ReLU unchanged (a branch's input is
+    already a ReLU's output, so it is non-negative); its convolutions get the official init, N(0, 0.001),
+    and learn through that BatchNorm's scale (the zero-init residual of Goyal et al., 2017).
+    """
+    if blocks <= config.num_blocks:
+        raise HrposeError(f"cannot deepen {config.num_blocks} blocks per branch to {blocks}: it must be more")
+    deep_config = replace(config, num_blocks=blocks)
+    torch.manual_seed(seed)
+    target = PoseHRNet(deep_config).state_dict()  # the official init for the new blocks
+    deepened = {}
+    for key, value in target.items():
+        if key in state_dict:
+            deepened[key] = state_dict[key].clone()
+        elif key.endswith(("bn2.weight", "bn2.bias")):
+            deepened[key] = torch.zeros_like(value)
+        else:
+            deepened[key] = value
+    missing = set(state_dict) - set(target)
+    if missing:
+        raise HrposeError(f"cannot deepen: {len(missing)} weights have no place in the deeper network, e.g. {min(missing)}")
+    return deepened, deep_config
