@@ -5,8 +5,10 @@
 # the new blocks' residuals start at zero, so the start computes the shipped model's function), each as call
 # 16's S arm: function matching with MoveNet + people/, lr 0.0003, seeds 34 and 35, TL minutes each, one GPU.
 # Chosen here on the CPU by the rule of 2026-12-04 (python benchmarks/choice_rule.py D1.pt D2.pt: mean
-# agreement >= 0.7947, fashion17 train >= 0.9003). Carry [".carry/fm.zip", ".teacher", ".whl"]:
-#   TL=5.5 OUT=$OUT bash benchmarks/default_model/device_call18.sh
+# agreement >= 0.7947, fashion17 train >= 0.9003). Carry [".carry/fm.zip", ".teacher", ".whl"] (move
+# call16_S_w18.int8.pt out of the tree for the call: 64 MiB in all). SEEDS picks the arms (one arm alone
+# gets about twice the images/s of two sharing the GPU):
+#   SEEDS="34 35" TL=5.5 OUT=$OUT bash benchmarks/default_model/device_call18.sh
 set -u
 source benchmarks/device_setup.sh || exit 1
 [ -d .carry/fm ] || (cd .carry && python3 -m zipfile -e fm.zip .) || exit 1
@@ -20,10 +22,13 @@ COMMON="--val-ann $D/setaside/annotations.json --val-images $D/setaside/images -
  --time-limit ${TL:-5.5} --teacher .teacher/movenet-thunder.json --teacher-mode match"
 R=/tmp/run_$(date +%s)
 python3 benchmarks/widen_model.py assets/hrpose_default.pt /tmp/d5.pt --blocks 5 || exit 1
-hrpose train $L $COMMON --weights /tmp/d5.pt --seed 34 --out $R/D1 > $OUT/D1.log 2>&1 &
-hrpose train $L $COMMON --weights /tmp/d5.pt --seed 35 --out $R/D2 > $OUT/D2.log 2>&1 &
+ARMS=""
+for seed in ${SEEDS:-34 35}; do
+  hrpose train $L $COMMON --weights /tmp/d5.pt --seed $seed --out $R/D$seed > $OUT/D$seed.log 2>&1 &
+  ARMS="$ARMS D$seed"
+done
 wait
-for r in D1 D2; do
+for r in $ARMS; do
   python3 benchmarks/export_model.py $R/$r/last.pt $OUT/$r.pt
   cp $R/$r/metrics.jsonl $OUT/$r.metrics.jsonl
   grep -v "━" $OUT/$r.log | grep -E "AP|epochs|images/s|data-wait|rror|training|persons" | tail -4
