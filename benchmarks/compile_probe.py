@@ -9,6 +9,8 @@ W32 256x192, network alone, the same random weights, rows timed in turns in one 
     (engine.compiling.compile_regions, what `hrpose eval --compile` runs), each also as one CUDA graph (what
     `hrpose eval` replays);
   - the folded network without cuDNN fusion compiled by regions (an fp32 inference form), and as a CUDA graph;
+  - the training and inference forms eager with broadcast_fuse (no upsampled copies), the latter also as a
+    CUDA graph: a candidate for the model's own fusion, timed before it is adopted;
   - the training form compiled by regions (blocks, fusions, stem, transitions), eager and as one CUDA graph;
   - the official network eager and compiled whole (torch.compile of the model): channels_last at bf16; at
     fp32 both NCHW, as the official code runs, and channels_last.
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import PRECISIONS, cuda_graph, forward, interleaved, kernel_table, official_network  # noqa: E402
 
 from hrpose_cli.engine.compiling import compile_regions  # noqa: E402
-from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet, fold_batchnorm, fuse_blocks  # noqa: E402
+from hrpose_cli.model.hrnet import HighResolutionModule, HRNetConfig, PoseHRNet, fold_batchnorm, fuse_blocks  # noqa: E402
 
 
 def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
@@ -47,6 +49,44 @@ def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tenso
     seconds[name] = time.perf_counter() - start
     print(f"  {name}: compile + first forward {seconds[name]:.1f} s", flush=True)
     return fn
+
+
+def broadcast_fuse(module: HighResolutionModule, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """HighResolutionModule.fuse with each lower branch added by broadcasting instead of upsampled first: a
+    (B, C, H, W) sum seen as (B, C, H/s, s, W/s, s) takes the 1x1 conv's (B, C, H/s, 1, W/s, 1) output, so no
+    upsampled copy is written and read again. The same sums in the same order (bit-exact on the CPU); a
+    candidate for the model, timed here first (set per instance as ``compiled_fuse``)."""
+    out = []
+    for i, fuse_layer in enumerate(module.fuse_layers):
+        y = None
+        # The model's order: for branch 0 the first lower branch, then xs[0], then the others; else the
+        # strided path from branch 0 first. Branch 0's first sum takes xs[0] in with it.
+        for j in range(1, module.num_branches) if i == 0 else range(module.num_branches):
+            if j == i:
+                y.add_(xs[j])
+            elif j > i:
+                conv, bn, upsample = fuse_layer[j]
+                low = bn(conv(xs[j]))
+                f = int(upsample.scale_factor)
+                b, c, h, w = xs[i].shape
+                low = low.view(b, c, h // f, 1, w // f, 1)
+                if y is None:  # a new tensor in xs[0]'s layout
+                    y = (low + xs[0].view(b, c, h // f, f, w // f, f)).view(b, c, h, w)
+                else:
+                    y.view(b, c, h // f, f, w // f, f).add_(low)
+            else:
+                term = fuse_layer[j](xs[j])
+                y = term if y is None else y.add_(term)
+        out.append(torch.relu_(y))
+    return out
+
+
+def broadcast_fusions(model: nn.Module) -> nn.Module:
+    """``model`` with every module fusing by broadcast_fuse (in place)."""
+    for module in model.modules():
+        if isinstance(module, HighResolutionModule) and module.fuse_layers is not None:
+            module.compiled_fuse = broadcast_fuse
+    return model
 
 
 def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, float]:
@@ -78,7 +118,14 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     # One group, no dynamo reset in between: a CUDA graph recorded from compiled code must not outlive its
     # kernels (replaying one after torch._dynamo.reset() crashed the process, 2026-12-04).
     group = {"ours eager": (eager, torch.channels_last),
-             "ours inference form, eager": (forward(inference_form(), bf16), torch.channels_last)}
+             "ours eager, broadcast fusions": (forward(broadcast_fusions(ours()), bf16), torch.channels_last),
+             "ours inference form, eager": (forward(inference_form(), bf16), torch.channels_last),
+             "ours inference form, broadcast fusions": (forward(broadcast_fusions(inference_form()), bf16),
+                                                        torch.channels_last)}
+    same_input = inputs[torch.channels_last]
+    broadcast_diff = (group["ours inference form, broadcast fusions"][0](same_input).float()
+                      - group["ours inference form, eager"][0](same_input).float()).abs().max().item()
+    print(f"  broadcast fusions: max |diff| from the inference form {broadcast_diff:.2e}", flush=True)
     builds = {"ours inference form, compiled fusions": lambda: forward(compile_regions(inference_form()), bf16),
               "ours folded, unfused, by regions": lambda: forward(compile_regions(fold_batchnorm(ours())), bf16),
               "ours by regions (blocks, fusions, stem, transitions)": lambda: forward(compile_regions(ours()), bf16)}
@@ -89,7 +136,8 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
         group[f"official eager{suffix}"] = (forward(network, bf16), fmt)
         name = f"official whole graph{suffix}"
         group[name] = (compiled(name, lambda n=network: forward(torch.compile(n), bf16), inputs[fmt], seconds), fmt)
-    for name in [*builds, "ours inference form, eager", *(f"official whole graph{s}" for s in official_formats)]:
+    for name in [*builds, "ours inference form, eager", "ours inference form, broadcast fusions",
+                 *(f"official whole graph{s}" for s in official_formats)]:
         fn, fmt = group[name]
         group[f"{name}, one CUDA graph"] = (cuda_graph(fn, inputs[fmt]), fmt)
     start = time.perf_counter()
@@ -100,6 +148,7 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     rows = {f"{label}, {name}: images/s": rate for name, rate in rates.items()}
     rows.update({f"{label}, {name}: compile + first forward s": s for name, s in seconds.items()})
     rows.update(kernel_rows)
+    rows[f"{label}, inference form, broadcast fusions: max abs diff"] = broadcast_diff
     for key, value in rows.items():
         print(f"{key}: {value:.2f}", flush=True)
     torch._dynamo.reset()
