@@ -1,5 +1,6 @@
-"""Function-preserving widening of an HRNet (Net2WiderNet, Chen et al., ICLR 2016), for a wider student
-that starts where a narrower one ended instead of from scratch.
+"""Function-preserving growth of an HRNet, for a larger student that starts where a smaller one ended instead
+of from scratch: widening (Net2WiderNet, Chen et al., ICLR 2016) and, at the end, deepening
+(deepen_state_dict: more BasicBlocks per branch, each starting as an identity).
 
 Every branch of an HRNet has ``width * 2**i`` channels, so widening from width w to W turns every such count
 n = w * 2**i into N = W * 2**i while the stem (64) and layer1 (256) keep theirs. New channel c copies old
@@ -90,8 +91,9 @@ def deepen_state_dict(
     if blocks <= config.num_blocks:
         raise HrposeError(f"cannot deepen {config.num_blocks} blocks per branch to {blocks}: it must be more")
     deep_config = replace(config, num_blocks=blocks)
-    torch.manual_seed(seed)
-    target = PoseHRNet(deep_config).state_dict()  # the official init for the new blocks
+    with torch.random.fork_rng():  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        target = PoseHRNet(deep_config).state_dict()  # the official init for the new blocks
     deepened = {}
     for key, value in target.items():
         if key in state_dict:
