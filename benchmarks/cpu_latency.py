@@ -3,9 +3,11 @@ decoded, the whole Predictor.run (crop, network with or without the flip test, d
 of 20 after 3 warm-up runs, the two runtimes interleaved so that both see the same machine load.
 
     python benchmarks/cpu_latency.py [IMAGE] [--weights W] [--no-flip] [--runtime both|torch|onnx]
+        [--precisions fp32,bf16]
 
 The ONNX model is exported from the same weights into a temporary folder first (hrpose export's code);
-onnxruntime gets as many threads as torch uses. Without the [onnx] extra, use --runtime torch.
+onnxruntime gets as many threads as torch uses. Without the [onnx] extra, use --runtime torch. Each of
+--precisions is a torch row of its own (hrpose predict --precision), interleaved with the others.
 """
 
 import argparse
@@ -29,12 +31,14 @@ def main() -> None:
     parser.add_argument("--no-flip", action="store_true")
     parser.add_argument("--runtime", choices=("both", "torch", "onnx"), default="both")
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--precisions", default="fp32", help="torch rows, of fp32 and bf16 [fp32]")
     args = parser.parse_args()
     flip = not args.no_flip
     predictors = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.runtime in ("both", "torch"):
-            predictors["torch"] = load_predictor(args.weights, "cpu", flip=flip)
+            for precision in args.precisions.split(","):
+                predictors[f"torch {precision}"] = load_predictor(args.weights, "cpu", flip=flip, precision=precision)
         if args.runtime in ("both", "onnx"):
             from hrpose_cli.engine.onnx_pose import export_pose
 
@@ -54,7 +58,7 @@ def main() -> None:
     print(f"{config.arch} {config.input_size[0]}x{config.input_size[1]}, flip {'on' if flip else 'off'}, "
           f"{torch.get_num_threads()} threads, median of {args.runs}, load average {os.getloadavg()[0]:.2f} at the end:")
     for name, values in times.items():
-        print(f"  {name:12s} {np.median(values) * 1000:6.1f} ms per person (min {np.min(values) * 1000:.1f})")
+        print(f"  {name:14s} {np.median(values) * 1000:6.1f} ms per person (min {np.min(values) * 1000:.1f})")
 
 
 if __name__ == "__main__":

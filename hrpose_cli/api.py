@@ -23,6 +23,7 @@ from hrpose_cli.engine import inference
 from hrpose_cli.engine.detector import PersonDetector
 from hrpose_cli.engine.model_eval import RESCORE_THRESHOLD, keypoint_results, person_records
 from hrpose_cli.engine.predictor import PersonBox, Predictor, Timing, group_by_image
+from hrpose_cli.engine.runtime import precision_amp
 from hrpose_cli.engine.stage_clock import StageClock, merge
 from hrpose_cli.engine.thresholds import EVAL_THRESHOLD, PREDICT_THRESHOLD, check_det_threshold
 from hrpose_cli.errors import HrposeError
@@ -277,13 +278,16 @@ class Model:
 
 def load(weights: str | Path | None = None, device: str = "auto", detector: bool | str = True, *, flip: bool = True,
          decode: str = "argmax", compile: bool = False, input_size: tuple[int, int] | None = None, batch: int = 64,
-         det_threshold: float = PREDICT_THRESHOLD, lazy: bool = False) -> Model:
+         det_threshold: float = PREDICT_THRESHOLD, lazy: bool = False, precision: str = "auto") -> Model:
     """A pose model: the embedded default, a checkpoint or an `hrpose export` ONNX file (``weights``), on
     ``device`` ("auto", "cpu", "cuda"), with the shipped person detector unless ``detector`` is False (or the
-    path of a detector exported to ONNX). ``lazy`` defers loading to the first prediction."""
+    path of a detector exported to ONNX). ``lazy`` defers loading to the first prediction. ``precision`` of
+    the pose network: "auto" (bf16 on CUDA, fp32 on the CPU), "fp32" or "bf16"."""
     detector_name = None if detector is False else "nanodet" if detector is True else str(detector)
     weights_path = None if weights is None else Path(weights)
-    model = Model(lambda: inference.load_predictor(weights_path, device, flip, decode, compile, input_size, batch),
+    precision_amp(precision)  # a bad name fails here, even when lazy
+    model = Model(lambda: inference.load_predictor(weights_path, device, flip, decode, compile, input_size, batch,
+                                                   precision),
                   device, detector_name, det_threshold, weights_path)
     if not lazy:  # load both now, so that a bad weights or detector file fails here, not at the first image
         _ = (model.predictor, model.detector)

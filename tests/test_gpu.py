@@ -185,6 +185,7 @@ def test_eval_on_cuda_graphed_and_compiled_gives_the_cpu_numbers(fixture_data, t
     monkeypatch.setenv("HRPOSE_COMPILE_CACHE", str(tmp_path / "cache"))
     results = {}
     for name, extra in {"cpu": ["--device", "cpu"], "cuda": ["--device", "cuda"],
+                        "cuda_fp32": ["--device", "cuda", "--precision", "fp32"],
                         "compiled": ["--device", "cuda", "--compile"]}.items():
         out = tmp_path / f"{name}.json"
         result = CliRunner().invoke(app, ["eval", "--ann", str(fixture_data / "person_keypoints.json"), "--images",
@@ -192,6 +193,8 @@ def test_eval_on_cuda_graphed_and_compiled_gives_the_cpu_numbers(fixture_data, t
                                           "--json", str(out), "--out", str(tmp_path / name), *extra])
         assert result.exit_code == 0, result.output
         results[name] = json.loads(out.read_text())
+    assert (results["cuda"]["precision"], results["cuda_fp32"]["precision"]) == ("bf16", "fp32")
+    assert abs(results["cuda_fp32"]["AP"] - results["cpu"]["AP"]) < 0.005  # the same arithmetic, bar TF32
     for name in ("cuda", "compiled"):
         assert abs(results[name]["AP"] - results["cpu"]["AP"]) < 0.02, (name, results[name]["AP"], results["cpu"]["AP"])
         assert {"load_model", "warm_up", "upload", "warps", "network", "decode"} <= set(results[name]["stage_seconds"])

@@ -136,6 +136,9 @@ def test_fixed_batch_no_flip_and_half(fixture_data, tmp_path):
     result = runner.invoke(app, ["predict", image, "--weights", str(fixed), "--device", "cpu", "--detector", "none",
                                  "--no-flip", "--compile"])
     assert_one_line_error(result, "b4.onnx", "--compile")
+    result = runner.invoke(app, ["predict", image, "--weights", str(fixed), "--device", "cpu", "--detector", "none",
+                                 "--no-flip", "--precision", "bf16"])
+    assert_one_line_error(result, "b4.onnx", "--precision", "--half")
 
 
 def test_readme_snippet_runs_without_hrpose(default_onnx, fixture_data, tmp_path):

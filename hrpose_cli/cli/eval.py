@@ -47,6 +47,15 @@ def render_stats(stats: dict[str, float], header_lines: list[str]) -> None:
     console.print(table)
 
 
+def network_precision(model: "Model") -> str:
+    """How the pose network computes: bf16 or fp32 for a torch network, onnxruntime for an ONNX model."""
+    from hrpose_cli.engine.onnx_pose import is_onnx
+
+    if is_onnx(model.weights):
+        return "onnxruntime"
+    return "bf16" if model.predictor.runtime.amp else "fp32"
+
+
 def model_report(model: "Model", evaluation: "Evaluation", ann: Path, target: Path, flip: bool,
                  decode: str) -> tuple[list[str], dict]:
     """Write the results file to ``target``; the header lines for the table and the extra keys for --json."""
@@ -68,6 +77,7 @@ def model_report(model: "Model", evaluation: "Evaluation", ann: Path, target: Pa
         "weights": str(model.weights) if model.weights else "default model",
         "flip": flip,
         "decode": decode,
+        "precision": network_precision(model),
         "results_out": str(target),
         "sigmas": [float(s) for s in evaluation.sigmas],
         "persons_evaluated": t.persons,
@@ -84,7 +94,7 @@ def model_report(model: "Model", evaluation: "Evaluation", ann: Path, target: Pa
     header += [
         f"[bold]{ann}[/]: {info['images']} images, {info['people']} people",
         f"boxes: {box_source}; model: {info['weights']} ({config.arch}, "
-        f"{config.input_size[0]}x{config.input_size[1]}); flip {'on' if flip else 'off'}; decode {decode}",
+        f"{config.input_size[0]}x{config.input_size[1]}, {info['precision']}); flip {'on' if flip else 'off'}; decode {decode}",
         *([f"person boxes of the detector: AP {box_stats['AP']:.4f}, AP50 {box_stats['AP50']:.4f}, "
            f"AR {box_stats['AR']:.4f} (pycocotools, iouType bbox, {len(evaluation.detections)} boxes)"] if box_stats else []),
         f"{t.persons} persons in {t.total_s:.2f} s on {evaluation.device}: {t.persons_per_s:.0f} persons/s, "
@@ -123,6 +133,7 @@ def evaluate(
     workers: options.Workers = None,
     decode: options.Decode = "argmax",
     compile: options.Compile = False,
+    precision: options.Precision = "auto",
     input_size: options.InputSize = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Folder for model-mode outputs and --analyze figures (default: runs/eval).")
@@ -176,7 +187,8 @@ def evaluate(
 
         detector = boxes == "detector"
         model = load(weights, device, detector=detector, flip=flip, decode=decode, compile=compile,
-                     input_size=options.parse_input_size(input_size), batch=batch, det_threshold=threshold, lazy=True)
+                     input_size=options.parse_input_size(input_size), batch=batch, det_threshold=threshold, lazy=True,
+                     precision=precision)
         evaluation = model.evaluate(ann, images, boxes, batch=batch, workers=workers, det_threshold=threshold,
                                     sigmas=oks_sigmas, skip_bad_images=skip_bad_images)
         stats = evaluation.stats

@@ -44,6 +44,7 @@ def predict(
     workers: options.Workers = None,
     decode: options.Decode = "argmax",
     compile: options.Compile = False,
+    precision: options.Precision = "auto",
     input_size: options.InputSize = None,
     detector: options.Detector = "nanodet",
     det_threshold: Annotated[
@@ -73,7 +74,8 @@ def predict(
         check_writable(path)
     check_writable(out, folder=True)
     model = api.load(weights, device, detector if detect else False, flip=flip, decode=decode, compile=compile,
-                     input_size=options.parse_input_size(input_size), batch=batch, det_threshold=threshold, lazy=True)
+                     input_size=options.parse_input_size(input_size), batch=batch, det_threshold=threshold, lazy=True,
+                     precision=precision)
 
     records: list[dict] = []
     heatmaps: list[np.ndarray] = []

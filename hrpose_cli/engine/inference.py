@@ -24,7 +24,7 @@ from hrpose_cli.data.images import ImageBatch, PackedImages, batch_loader
 from hrpose_cli.engine.detector import Detections, PersonDetector
 from hrpose_cli.engine.onnx_pose import OnnxPose, cuda_provider_available, is_onnx
 from hrpose_cli.engine.predictor import Estimates, PersonBox, Predictor, estimate, group_by_image, per_image
-from hrpose_cli.engine.runtime import Runtime, resolve_device
+from hrpose_cli.engine.runtime import Runtime, precision_amp, resolve_device
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.model.checkpoints import checkpoint_schema, default_model_note, load_model
 from hrpose_cli.model.hrnet import fold_batchnorm, fuse_blocks
@@ -52,11 +52,16 @@ def load_predictor(
     compile: bool = False,
     input_size: tuple[int, int] | None = None,
     batch_size: int | None = None,
+    precision: str = "auto",
 ) -> Predictor:
     """A Predictor for a checkpoint (hrpose or official), an ONNX model made by `hrpose export` (run by
-    onnxruntime), or the embedded default model when ``weights`` is None."""
-    runtime = Runtime.create(device, compile=compile)
+    onnxruntime), or the embedded default model when ``weights`` is None. ``precision``: auto (bf16 on CUDA,
+    fp32 on the CPU), fp32 or bf16 (runtime.PRECISIONS)."""
+    runtime = Runtime.create(device, compile=compile, amp=precision_amp(precision))
     if is_onnx(weights):
+        if precision != "auto":
+            raise HrposeError(f"{weights}: --precision applies to torch networks; an ONNX model runs as it was "
+                              "exported (hrpose export --half for fp16)")
         if (device or "auto").lower() == "auto" and runtime.device.type == "cuda" and not cuda_provider_available():
             runtime = Runtime.create("cpu")  # auto: where onnxruntime has no CUDA provider, it runs on the CPU
         return _onnx_predictor(Path(weights), runtime, flip, decode, compile, input_size)
@@ -66,8 +71,8 @@ def load_predictor(
     model = fold_batchnorm(model, inplace=True)
     if runtime.device.type == "cuda":  # --compile then compiles only the fusions (engine/compiling)
         model = fuse_blocks(model)
-        if runtime.amp:  # autocast would cast every weight to bf16 anyway; cuDNN's fused calls need them so
-            model = model.to(torch.bfloat16)
+    if runtime.amp:  # autocast would cast every weight to bf16 at every call; cuDNN's fused calls need them so
+        model = model.to(torch.bfloat16)
     # On CUDA every batch is padded to one shape, so cuDNN autotunes (and --compile compiles) once, here,
     # while the decoding workers fill their queue, instead of again for every new batch size.
     pad = batch_size if runtime.device.type == "cuda" else None

@@ -29,10 +29,20 @@ def resolve_device(spec: str = "auto") -> torch.device:
     raise HrposeError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def precision_amp(precision: str) -> bool | None:
+    """--precision as Runtime.create's ``amp``: None (auto: bf16 on CUDA, fp32 on the CPU), False or True."""
+    if precision not in PRECISIONS:
+        raise HrposeError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return None if precision == "auto" else precision == "bf16"
+
+
 @dataclass
 class Runtime:
     """Where and how the network runs: bf16 autocast, channels_last and CUDA graphs (for fixed-shape
-    inference) on CUDA, plain fp32 on the CPU."""
+    inference) on CUDA, plain fp32 on the CPU; ``amp`` set either way by --precision."""
 
     device: torch.device
     amp: bool
