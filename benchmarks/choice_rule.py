@@ -27,9 +27,9 @@ SHIPPED_MEAN, MARGIN = 0.7897, 0.005
 SHIPPED_GUARD, GUARD_DROP = 0.9103, 0.01  # `hrpose eval --device cpu --ann runs/splits/fashion17_train.json ...`
 
 
-def agreements(weights: Path, splits: Path, data: Path) -> list[float]:
+def agreements(weights: Path, splits: Path, data: Path, precision: str = "fp32") -> list[float]:
     """The two teacher agreements, then the guard's GT AP on fashion17's training images."""
-    model = hrpose_cli.load(weights, device="cpu", detector=False)
+    model = hrpose_cli.load(weights, device="cpu", detector=False, precision=precision)
     values = [model.evaluate(splits / ann, splits / images).stats["AP"] for _, ann, images in SETS]
     return values + [model.evaluate(splits / "fashion17_train.json", data / "fashion17" / "images").stats["AP"]]
 
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--splits", type=Path, default=Path("runs/splits"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="for fashion17/images")
+    parser.add_argument("--precision", default="fp32", help="fp32 (the rule's) or bf16, to compare them [fp32]")
     args = parser.parse_args()
     needed = [args.splits / name for _, ann, images in SETS for name in (ann, images)]
     needed += [args.splits / "fashion17_train.json", args.data / "fashion17" / "images"]
@@ -50,7 +51,7 @@ def main() -> None:
           f"passes (mean >= {need:.4f}, guard >= {floor:.4f})")
     try:
         for weights in args.models:
-            *values, guard = agreements(weights, args.splits, args.data)
+            *values, guard = agreements(weights, args.splits, args.data, args.precision)
             mean = sum(values) / len(values)
             cells = " | ".join(f"{v:.4f}" for v in values)
             passes = mean >= need and guard >= floor
