@@ -16,6 +16,7 @@ import argparse
 import torch
 from torch import nn
 
+from hrpose_cli.cli.options import parse_input_size
 from hrpose_cli.model.hrnet import BasicBlock, Bottleneck, HRNetConfig, PoseHRNet, fold_batchnorm
 
 FRONT = ("conv1", "conv2", "layer1")  # the stem and layer1: width-independent
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--archs", default="w32,w16,w18")
     parser.add_argument("--input", default="256x192", help="HxW [256x192]")
     args = parser.parse_args()
-    input_size = tuple(int(v) for v in args.input.lower().split("x"))
+    input_size = parse_input_size(args.input)
     rows = {arch: count(arch, input_size) for arch in args.archs.split(",")}
     first = args.archs.split(",")[0]
     base_macs = rows[first]["front MMACs"] + rows[first]["rest MMACs"]

@@ -68,6 +68,13 @@ def load_teacher(teacher: str | Path, device: torch.device, student: HRNetConfig
     return distiller
 
 
+def annotated_joints(visible: torch.Tensor, valid: torch.Tensor, mixed: torch.Tensor | None) -> torch.Tensor:
+    """(B, J) True where a crop's joint has an annotation to learn: labelled, its image read, the crop not
+    blended with another (mixup: its annotation no longer describes the pixels alone)."""
+    labelled = (visible > 0) & (valid > 0)[:, None]
+    return labelled if mixed is None else labelled & ~mixed[:, None]
+
+
 class StudentWithAdapter(nn.Module):
     """The student network plus a training-only 1x1 conv from its features to the teacher's."""
 
@@ -177,9 +184,7 @@ class Distiller:
         """
         taught = self.teach_crops(crops, autocast)
         taught_xy, score = taught[..., :2], taught[..., 2]
-        labelled = (visible > 0) & (valid > 0)[:, None]
-        if mixed is not None:
-            labelled = labelled & ~mixed[:, None]
+        labelled = annotated_joints(visible, valid, mixed)
         near = (torch.linalg.vector_norm(taught_xy - joints, dim=-1) < self.agree_px) & labelled
         found = (near.sum(1) * 2 >= labelled.sum(1)) & (valid > 0)  # persons without labels: trusted
         gt_target, gt_w = codec.encode(joints, labelled.to(joints.dtype), self.heatmap_hw, sigma, stride)
@@ -236,9 +241,7 @@ class PoseTeacher:
         """Targets (B, J, H, W) and weights (B, J), as Distiller.match_targets: the teacher's heatmaps for
         every joint of every valid crop, mixed with the GT's Gaussian by ``gt_weight`` where annotated."""
         taught = self.heatmaps(crops, autocast)
-        labelled = (visible > 0) & (valid > 0)[:, None]
-        if mixed is not None:
-            labelled = labelled & ~mixed[:, None]
+        labelled = annotated_joints(visible, valid, mixed)
         gt_target, gt_w = codec.encode(joints, labelled.to(joints.dtype), self.heatmap_hw, sigma, stride)
         target = torch.where(labelled[..., None, None], gt_weight * gt_target + (1 - gt_weight) * taught, taught)
         weight = torch.where(labelled, gt_w, (valid > 0)[:, None].to(gt_w.dtype).expand_as(gt_w))
