@@ -12,6 +12,7 @@ onnxruntime gets as many threads as torch uses. Without the [onnx] extra, use --
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--precisions", default="fp32", help="torch rows, of fp32 and bf16 [fp32]")
     args = parser.parse_args()
+    for precision in args.precisions.split(","):
+        if precision not in ("fp32", "bf16"):
+            sys.exit(f"error: --precisions {args.precisions!r}: expected fp32, bf16 or both, comma-separated")
     flip = not args.no_flip
     predictors = {}
     with tempfile.TemporaryDirectory() as tmp:
