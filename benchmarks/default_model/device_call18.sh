@@ -9,6 +9,8 @@
 # call16_S_w18.int8.pt out of the tree for the call: 64 MiB in all). SEEDS picks the arms (one arm alone
 # gets about twice the images/s of two sharing the GPU):
 #   SEEDS="34 35" TL=5.5 OUT=$OUT bash benchmarks/default_model/device_call18.sh
+# Ran once (README, call 18) as SEEDS="34" TL=7.5; its 17.9 MiB export was over the 16 MiB a file may bring back,
+# and came back from the warm machine in two fp16 halves.
 set -u
 source benchmarks/device_setup.sh || exit 1
 [ -d .carry/fm ] || (cd .carry && python3 -m zipfile -e fm.zip .) || exit 1
