@@ -9,8 +9,8 @@ W32 256x192, network alone, the same random weights, rows timed in turns in one 
     (engine.compiling.compile_regions, what `hrpose eval --compile` runs), each also as one CUDA graph (what
     `hrpose eval` replays);
   - the folded network without cuDNN fusion compiled by regions (an fp32 inference form), and as a CUDA graph;
-  - the training and inference forms eager with broadcast_fuse (no upsampled copies), the latter also as a
-    CUDA graph: a candidate for the model's own fusion, timed before it is adopted;
+  - the training and inference forms eager with upsampled_fuse (each lower branch upsampled into a copy, then
+    added: the model's fusion before 2026-12-06), the latter also as a CUDA graph, against the model's broadcast sums;
   - the training form compiled by regions (blocks, fusions, stem, transitions), eager and as one CUDA graph;
   - the official network eager and compiled whole (torch.compile of the model): channels_last at bf16; at
     fp32 both NCHW, as the official code runs, and channels_last.
@@ -51,41 +51,25 @@ def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tenso
     return fn
 
 
-def broadcast_fuse(module: HighResolutionModule, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """HighResolutionModule.fuse with each lower branch added by broadcasting instead of upsampled first: a
-    (B, C, H, W) sum seen as (B, C, H/s, s, W/s, s) takes the 1x1 conv's (B, C, H/s, 1, W/s, 1) output, so no
-    upsampled copy is written and read again. The same sums in the same order (bit-exact on the CPU); a
-    candidate for the model, timed here first (set per instance as ``compiled_fuse``)."""
+def upsampled_fuse(module: HighResolutionModule, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """HighResolutionModule.fuse as it was before 2026-12-06: each lower branch upsampled into a tensor of its
+    own, then added. The same sums in the same order as the model's broadcast sums; kept to time against them."""
     out = []
     for i, fuse_layer in enumerate(module.fuse_layers):
-        y = None
-        # The model's order: for branch 0 the first lower branch, then xs[0], then the others; else the
-        # strided path from branch 0 first. Branch 0's first sum takes xs[0] in with it.
-        for j in range(1, module.num_branches) if i == 0 else range(module.num_branches):
-            if j == i:
-                y.add_(xs[j])
-            elif j > i:
-                conv, bn, upsample = fuse_layer[j]
-                low = bn(conv(xs[j]))
-                f = int(upsample.scale_factor)
-                b, c, h, w = xs[i].shape
-                low = low.view(b, c, h // f, 1, w // f, 1)
-                if y is None:  # a new tensor in xs[0]'s layout
-                    y = (low + xs[0].view(b, c, h // f, f, w // f, f)).view(b, c, h, w)
-                else:
-                    y.view(b, c, h // f, f, w // f, f).add_(low)
-            else:
-                term = fuse_layer[j](xs[j])
-                y = term if y is None else y.add_(term)
+        first = 1 if i == 0 else 0
+        y = fuse_layer[first](xs[first])
+        for j in range(module.num_branches):
+            if j != first:
+                y += xs[j] if j == i else fuse_layer[j](xs[j])
         out.append(torch.relu_(y))
     return out
 
 
-def broadcast_fusions(model: nn.Module) -> nn.Module:
-    """``model`` with every module fusing by broadcast_fuse (in place)."""
+def upsampled_fusions(model: nn.Module) -> nn.Module:
+    """``model`` with every module fusing by upsampled_fuse (in place)."""
     for module in model.modules():
         if isinstance(module, HighResolutionModule) and module.fuse_layers is not None:
-            module.compiled_fuse = broadcast_fuse
+            module.compiled_fuse = upsampled_fuse
     return model
 
 
@@ -118,14 +102,14 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     # One group, no dynamo reset in between: a CUDA graph recorded from compiled code must not outlive its
     # kernels (replaying one after torch._dynamo.reset() crashed the process, 2026-12-04).
     group = {"ours eager": (eager, torch.channels_last),
-             "ours eager, broadcast fusions": (forward(broadcast_fusions(ours()), bf16), torch.channels_last),
+             "ours eager, upsampled fusions (before)": (forward(upsampled_fusions(ours()), bf16), torch.channels_last),
              "ours inference form, eager": (forward(inference_form(), bf16), torch.channels_last),
-             "ours inference form, broadcast fusions": (forward(broadcast_fusions(inference_form()), bf16),
-                                                        torch.channels_last)}
+             "ours inference form, upsampled fusions (before)": (forward(upsampled_fusions(inference_form()), bf16),
+                                                                 torch.channels_last)}
     same_input = inputs[torch.channels_last]
-    broadcast_diff = (group["ours inference form, broadcast fusions"][0](same_input).float()
-                      - group["ours inference form, eager"][0](same_input).float()).abs().max().item()
-    print(f"  broadcast fusions: max |diff| from the inference form {broadcast_diff:.2e}", flush=True)
+    fusion_diff = (group["ours inference form, upsampled fusions (before)"][0](same_input).float()
+                   - group["ours inference form, eager"][0](same_input).float()).abs().max().item()
+    print(f"  upsampled fusions: max |diff| from the broadcast ones {fusion_diff:.2e}", flush=True)
     builds = {"ours inference form, compiled fusions": lambda: forward(compile_regions(inference_form()), bf16),
               "ours folded, unfused, by regions": lambda: forward(compile_regions(fold_batchnorm(ours())), bf16),
               "ours by regions (blocks, fusions, stem, transitions)": lambda: forward(compile_regions(ours()), bf16)}
@@ -136,7 +120,7 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
         group[f"official eager{suffix}"] = (forward(network, bf16), fmt)
         name = f"official whole graph{suffix}"
         group[name] = (compiled(name, lambda n=network: forward(torch.compile(n), bf16), inputs[fmt], seconds), fmt)
-    for name in [*builds, "ours inference form, eager", "ours inference form, broadcast fusions",
+    for name in [*builds, "ours inference form, eager", "ours inference form, upsampled fusions (before)",
                  *(f"official whole graph{s}" for s in official_formats)]:
         fn, fmt = group[name]
         group[f"{name}, one CUDA graph"] = (cuda_graph(fn, inputs[fmt]), fmt)
@@ -148,7 +132,7 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     rows = {f"{label}, {name}: images/s": rate for name, rate in rates.items()}
     rows.update({f"{label}, {name}: compile + first forward s": s for name, s in seconds.items()})
     rows.update(kernel_rows)
-    rows[f"{label}, inference form, broadcast fusions: max abs diff"] = broadcast_diff
+    rows[f"{label}, inference form, upsampled fusions (before): max abs diff"] = fusion_diff
     for key, value in rows.items():
         print(f"{key}: {value:.2f}", flush=True)
     torch._dynamo.reset()

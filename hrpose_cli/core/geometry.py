@@ -120,21 +120,24 @@ def warp_crops(
     y0 = torch.floor(src_y)
     fx = src_x - x0
     fy = src_y - y0
-    x0 = x0.long()
-    y0 = y0.long()
     heights = shapes[image_index, 0].view(-1, 1, 1)
     widths = shapes[image_index, 1].view(-1, 1, 1)
-    base = offsets[image_index].view(-1, 1, 1)
-    out = torch.zeros((m.shape[0], out_h, out_w, 3), device=device, dtype=torch.float32)
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            xi = x0 + dx
-            yi = y0 + dy
-            inside = (xi >= 0) & (xi < widths) & (yi >= 0) & (yi < heights)
-            index = base + (yi.clamp(min=0) * widths + xi.clamp(min=0)) * 3
-            index = torch.where(inside, index, torch.zeros_like(index))
-            corner = pixels[index.unsqueeze(-1) + torch.arange(3, device=device)].float()
-            out += corner * (wx * wy * inside).unsqueeze(-1)
+    # One gather per corner of whole 3-byte pixels (every image is HWC with 3 channels, so each offset is a
+    # multiple of 3), from indices clamped into the image; a corner outside it weighs 0 instead. Against a
+    # gather per byte with the mask applied per corner this is 4-5x less memory traffic, with the same sums.
+    rgb = pixels.view(-1, 3)
+    first_pixel = (offsets // 3)[image_index].view(-1, 1, 1)
+    x_steps, y_steps = [], []
+    for step in (0, 1):
+        xi, yi = x0.long() + step, y0.long() + step
+        x_steps.append((xi.clamp(0, None).minimum(widths - 1), (xi >= 0) & (xi < widths)))
+        y_steps.append((yi.clamp(0, None).minimum(heights - 1) * widths + first_pixel, (yi >= 0) & (yi < heights)))
+    out = None
+    for (row, y_inside), wy in zip(y_steps, (1 - fy, fy)):
+        for (column, x_inside), wx in zip(x_steps, (1 - fx, fx)):
+            corner = rgb.index_select(0, (row + column).view(-1)).view(m.shape[0], out_h, out_w, 3).float()
+            term = corner * (wx * wy * (x_inside & y_inside)).unsqueeze(-1)
+            out = term if out is None else out.add_(term)
     return out.flip(-1).permute(0, 3, 1, 2)  # BGR -> RGB, channels first
 
 

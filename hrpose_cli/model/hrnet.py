@@ -174,7 +174,9 @@ class FusedConvReLU(nn.Sequential):
 class NearestUpsample(nn.Upsample):
     """nn.Upsample in its input's dtype. Autocast runs upsample_nearest2d in fp32, and with it every fusion
     sum that it starts: in a bf16 W32 forward on an H200 those took 3.6 + 2.6 ms of 42 (the kernel table of
-    benchmarks/bench_speed.py --sections profile). Copying pixels is exact in any dtype."""
+    benchmarks/bench_speed.py --sections profile). Copying pixels is exact in any dtype. HighResolutionModule.fuse
+    adds by broadcasting and reads only the scale factor; this forward serves whoever runs the Sequential whole
+    (benchmarks/compile_probe.py's upsampled fusion, timed against the broadcast one)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_cuda and torch.is_autocast_enabled("cuda"):  # CPU autocast leaves it in bf16 already
@@ -244,16 +246,34 @@ class HighResolutionModule(nn.Module):
         return (self.compiled_fuse or HighResolutionModule.fuse)(self, xs)
 
     def fuse(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Every output branch's sum of all inputs brought to its resolution, through a ReLU."""
+        """Every output branch's sum of all inputs brought to its resolution, through a ReLU.
+
+        A lower branch is added by broadcasting instead of being upsampled first: the (B, C, H, W) sum seen as
+        (B, C, H/s, s, W/s, s) takes its 1x1 conv's (B, C, H/s, 1, W/s, 1) output, so no upsampled copy is
+        written and read again. The sums are the official ones in the official order (bit-exact on the CPU).
+        """
         out = []
         for i, fuse_layer in enumerate(self.fuse_layers):
-            # Start from a fresh tensor (the first converted input), then sum and ReLU in place: xs[i] itself
-            # is read again by the other outputs' fusions, so it is only ever added, never written.
-            first = 1 if i == 0 else 0
-            y = fuse_layer[first](xs[first])
-            for j in range(self.num_branches):
-                if j != first:
-                    y += xs[j] if j == i else fuse_layer[j](xs[j])
+            y: torch.Tensor | None = None
+            # Branch 0 starts from the first lower branch with xs[0] added in the same step; the others from the
+            # strided path out of branch 0. xs[i] is read again by the other outputs' fusions, so it is only ever
+            # added, never written: every sum goes into a fresh tensor, then the ReLU in place.
+            for j in range(1, self.num_branches) if i == 0 else range(self.num_branches):
+                if j == i:
+                    y.add_(xs[j])
+                elif j > i:
+                    conv, batchnorm, upsample = fuse_layer[j]
+                    low = batchnorm(conv(xs[j]))
+                    f = int(upsample.scale_factor)
+                    b, c, h, w = xs[i].shape
+                    low = low.view(b, c, h // f, 1, w // f, 1)
+                    if y is None:  # branch 0's first sum: a new tensor, in xs[0]'s layout as xs[0] comes first
+                        y = (xs[0].view(b, c, h // f, f, w // f, f) + low).view(b, c, h, w)
+                    else:
+                        y.view(b, c, h // f, f, w // f, f).add_(low)
+                else:
+                    term = fuse_layer[j](xs[j])
+                    y = term if y is None else y.add_(term)
             out.append(torch.relu_(y))
         return out
 
