@@ -9,8 +9,9 @@ W32 256x192, network alone, the same random weights, rows timed in turns in one 
     (engine.compiling.compile_regions, what `hrpose eval --compile` runs), each also as one CUDA graph (what
     `hrpose eval` replays);
   - the folded network without cuDNN fusion compiled by regions (an fp32 inference form), and as a CUDA graph;
-  - the training and inference forms eager with upsampled_fuse (each lower branch upsampled into a copy, then
-    added: the model's fusion before 2026-12-06), the latter also as a CUDA graph, against the model's broadcast sums;
+  - the training and inference forms eager with HighResolutionModule.upsampled_fuse (each lower branch upsampled
+    into a copy, then added: the eager fusion before 2026-12-06), the latter also as a CUDA graph, against the
+    model's broadcast sums;
   - the training form compiled by regions (blocks, fusions, stem, transitions), eager and as one CUDA graph;
   - the official network eager and compiled whole (torch.compile of the model): channels_last at bf16; at
     fp32 both NCHW, as the official code runs, and channels_last.
@@ -51,25 +52,12 @@ def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tenso
     return fn
 
 
-def upsampled_fuse(module: HighResolutionModule, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """HighResolutionModule.fuse as it was before 2026-12-06: each lower branch upsampled into a tensor of its
-    own, then added. The same sums in the same order as the model's broadcast sums; kept to time against them."""
-    out = []
-    for i, fuse_layer in enumerate(module.fuse_layers):
-        first = 1 if i == 0 else 0
-        y = fuse_layer[first](xs[first])
-        for j in range(module.num_branches):
-            if j != first:
-                y += xs[j] if j == i else fuse_layer[j](xs[j])
-        out.append(torch.relu_(y))
-    return out
-
-
 def upsampled_fusions(model: nn.Module) -> nn.Module:
-    """``model`` with every module fusing by upsampled_fuse (in place)."""
+    """``model`` with every module fusing eagerly by HighResolutionModule.upsampled_fuse (in place): the
+    fusion of the eager network before 2026-12-06, which the compiled regions still compile."""
     for module in model.modules():
         if isinstance(module, HighResolutionModule) and module.fuse_layers is not None:
-            module.compiled_fuse = upsampled_fuse
+            module.compiled_fuse = HighResolutionModule.upsampled_fuse
     return model
 
 

@@ -18,6 +18,10 @@ left the fusions' upsampling, sums and BatchNorms as separate eager kernels and 
 (benchmarks/compile_probe.py). Blocks that model.hrnet.fuse_blocks made one cuDNN call per convolution (CUDA
 inference) are not compiled again: there only the fusions are.
 
+The fusion compiled is HighResolutionModule.upsampled_fuse, the same sums as the eager network's broadcast
+ones with each lower branch upsampled first: Inductor fuses that upsampling into the sums by itself and ran the
+broadcast form's 6-D views slower (the method's docstring has the numbers).
+
 Shapes are static (``dynamic=False``): every batch of inference is padded to one shape and training runs
 one batch size, so there is one graph per block kind and mode, and no slower symbolic-shape code.
 
@@ -81,7 +85,7 @@ def compile_regions(model: nn.Module) -> nn.Module:
     for block in blocks:
         if not block.cudnn_fused:
             block.compile(dynamic=False)
-    fuse = torch.compile(HighResolutionModule.fuse, dynamic=False)
+    fuse = torch.compile(HighResolutionModule.upsampled_fuse, dynamic=False)  # why not fuse: its docstring
     for module in model.modules():
         if isinstance(module, HighResolutionModule) and module.fuse_layers is not None:
             module.compiled_fuse = fuse

@@ -175,8 +175,7 @@ class NearestUpsample(nn.Upsample):
     """nn.Upsample in its input's dtype. Autocast runs upsample_nearest2d in fp32, and with it every fusion
     sum that it starts: in a bf16 W32 forward on an H200 those took 3.6 + 2.6 ms of 42 (the kernel table of
     benchmarks/bench_speed.py --sections profile). Copying pixels is exact in any dtype. HighResolutionModule.fuse
-    adds by broadcasting and reads only the scale factor; this forward serves whoever runs the Sequential whole
-    (benchmarks/compile_probe.py's upsampled fusion, timed against the broadcast one)."""
+    adds by broadcasting and reads only the scale factor; its compiled form (upsampled_fuse) runs this."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_cuda and torch.is_autocast_enabled("cuda"):  # CPU autocast leaves it in bf16 already
@@ -235,7 +234,7 @@ class HighResolutionModule(nn.Module):
             fuse_layers.append(nn.ModuleList(fuse_layer))
         return nn.ModuleList(fuse_layers)
 
-    # HighResolutionModule.fuse compiled (engine.compiling.compile_regions), shared by all modules: a plain
+    # HighResolutionModule.upsampled_fuse compiled (engine.compiling.compile_regions), shared by all modules: a plain
     # function, not a bound method, so that a deep copy of a compiled network fuses its own layers.
     compiled_fuse: Callable[["HighResolutionModule", list[torch.Tensor]], list[torch.Tensor]] | None = None
 
@@ -267,13 +266,30 @@ class HighResolutionModule(nn.Module):
                     f = int(upsample.scale_factor)
                     b, c, h, w = xs[i].shape
                     low = low.view(b, c, h // f, 1, w // f, 1)
-                    if y is None:  # branch 0's first sum: a new tensor, in xs[0]'s layout as xs[0] comes first
-                        y = (xs[0].view(b, c, h // f, f, w // f, f) + low).view(b, c, h, w)
-                    else:
-                        y.view(b, c, h // f, f, w // f, f).add_(low)
+                    # A new tensor in the layout of the sum so far, which comes first. Not in place: the ONNX
+                    # export loses an in-place sum into a view (the base tensor never sees it).
+                    y = ((xs[i] if y is None else y).view(b, c, h // f, f, w // f, f) + low).view(b, c, h, w)
                 else:
                     term = fuse_layer[j](xs[j])
                     y = term if y is None else y.add_(term)
+            out.append(torch.relu_(y))
+        return out
+
+    def upsampled_fuse(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """fuse's sums in the same order, each lower branch upsampled into a tensor of its own first: the form
+        engine.compiling compiles. Inductor fuses that upsampling into the sums by itself, and ran the broadcast
+        form's 6-D views slower: a compiled W32 training step (bf16, batch 128, no CUDA graph, one H100,
+        2026-12-06) took 835 images/s this way against 680-703 broadcast. Eager, broadcasting is the faster:
+        11,113 against 10,086 images/s for the inference form (benchmarks/speed/h100_compile_probe_broadcast.json)."""
+        out = []
+        for i, fuse_layer in enumerate(self.fuse_layers):
+            # Start from a fresh tensor (the first converted input), then sum and ReLU in place: xs[i] itself
+            # is read again by the other outputs' fusions, so it is only ever added, never written.
+            first = 1 if i == 0 else 0
+            y = fuse_layer[first](xs[first])
+            for j in range(self.num_branches):
+                if j != first:
+                    y += xs[j] if j == i else fuse_layer[j](xs[j])
             out.append(torch.relu_(y))
         return out
 
