@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--splits", type=Path, default=Path("runs/splits"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="for fashion17/images")
-    parser.add_argument("--precision", default="fp32", help="fp32 (the rule's) or bf16, to compare them [fp32]")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                        help="fp32 (the rule's) or bf16, to compare them [fp32]")
     args = parser.parse_args()
     needed = [args.splits / name for _, ann, images in SETS for name in (ann, images)]
     needed += [args.splits / "fashion17_train.json", args.data / "fashion17" / "images"]

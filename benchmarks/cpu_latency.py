@@ -22,6 +22,7 @@ import torch
 
 from hrpose_cli.data.images import PackedImages, read_image
 from hrpose_cli.engine.inference import load_predictor
+from hrpose_cli.engine.runtime import PRECISIONS
 from hrpose_cli.resources import asset_path
 
 
@@ -34,9 +35,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--precisions", default="fp32", help="torch rows, of fp32 and bf16 [fp32]")
     args = parser.parse_args()
+    explicit = [p for p in PRECISIONS if p != "auto"]  # each row names what it measures
     for precision in args.precisions.split(","):
-        if precision not in ("fp32", "bf16"):
-            sys.exit(f"error: --precisions {args.precisions!r}: expected fp32, bf16 or both, comma-separated")
+        if precision not in explicit:
+            sys.exit(f"error: --precisions {args.precisions!r}: expected {' or '.join(explicit)}, or both comma-separated")
     flip = not args.no_flip
     predictors = {}
     with tempfile.TemporaryDirectory() as tmp:
