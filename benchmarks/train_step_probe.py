@@ -1,0 +1,103 @@
+"""Where hrpose's eager W32 training step loses to the official network's (issue 20): kernels and host time.
+
+    source benchmarks/device_setup.sh && python3 benchmarks/train_step_probe.py --official .carry/official/pose_hrnet.py \\
+        --out $OUT/train_step_probe.json
+
+bench_speed.py --sections train-step timed hrpose's eager step (forward, MSE loss, backward, fused Adam; bf16
+autocast, channels_last, batch 128) at 0.91x the official network's on one H100 (1,027 against 1,133 images/s,
+2026-12-06). This times the same step for hrpose as it runs (HighResolutionModule.forward takes the upsampled sums,
+upsampled_fuse, under autograd), for hrpose with its broadcast sums forced (HighResolutionModule.fuse, what it
+runs without autograd), and for the official network, in turns; then, per form, the GPU time of one step by
+kernel name (torch.profiler) and the host's milliseconds to issue one step.
+
+The first run (one H100, 2026-12-06, before forward chose by autograd: both eager forms forced) gave broadcast
+858, upsampled 923 and official 907 images/s, 91.3 / 87.9 / 91.6 ms of GPU time and 174 / 190 / 183 ms of host
+time per step: the eager step is bound by the host (5,600 kernels), and the broadcast sums' gradient (a generic
+reduction, 2.7 ms) costs more than the upsampling's (0.7 ms). benchmarks/speed/h100_train_step_probe.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_speed import interleaved, kernel_table, pair  # noqa: E402
+
+from hrpose_cli.model.hrnet import HighResolutionModule, HRNetConfig  # noqa: E402
+
+
+def training_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
+    """bench_speed.train_step_rows' eager step for ``model``."""
+    model = model.to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+
+    def step() -> None:
+        with torch.autocast("cuda", torch.bfloat16):
+            out = model(x)
+        loss = (out.float() - target).square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def broadcast_fusions(model: nn.Module) -> nn.Module:
+    """``model`` with every module fusing by HighResolutionModule.fuse (broadcast sums) under autograd too."""
+    for module in model.modules():
+        if isinstance(module, HighResolutionModule) and module.fuse_layers is not None:
+            module.compiled_fuse = HighResolutionModule.fuse
+    return model
+
+
+def host_ms(step: Callable[[], None], steps: int = 10) -> float:
+    """Milliseconds of Python and launches per step, with the GPU kept from being the limit (no sync inside)."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    issued = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return issued / steps * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--official", type=Path, required=True, help="leoxiaobin's pose_hrnet.py")
+    parser.add_argument("--out", type=Path, required=True, help="JSON of the rows")
+    parser.add_argument("--batch", type=int, default=128)
+    args = parser.parse_args()
+    from torch.profiler import ProfilerActivity, profile
+
+    config = HRNetConfig.from_arch("w32")
+    x = torch.randn(args.batch, 3, *config.input_size, device="cuda").contiguous(memory_format=torch.channels_last)
+    target = torch.rand(args.batch, config.num_joints, *config.heatmap_size, device="cuda")
+    ours, theirs = pair(args.official, config)
+    broadcast, _ = pair(args.official, config)
+    steps = {"ours eager (upsampled sums under autograd)": training_step(ours, x, target),
+             "ours eager, broadcast sums forced": training_step(broadcast_fusions(broadcast), x, target),
+             "official eager": training_step(theirs, x, target)}
+    rows: dict[str, float] = {}
+    for name, value in interleaved(steps, args.batch, 7, 10).items():
+        rows[f"train step w32 bf16+channels_last b{args.batch}, {name}: images/s"] = value
+        print(f"{name}: {value:.0f} images/s", flush=True)
+    for name, step in steps.items():
+        rows[f"{name}: host ms per step"] = host_ms(step)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                step()
+            torch.cuda.synchronize()
+        rows[f"{name}: GPU ms per step"] = kernel_table(prof, 5, 25, name)
+        print(f"  host {rows[f'{name}: host ms per step']:.1f} ms per step", flush=True)
+    args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
