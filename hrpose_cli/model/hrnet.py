@@ -282,10 +282,11 @@ class HighResolutionModule(nn.Module):
 
     def upsampled_fuse(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """fuse's sums in the same order, each lower branch upsampled into a tensor of its own first: the form
-        engine.compiling compiles. Inductor fuses that upsampling into the sums by itself, and ran the broadcast
-        form's 6-D views slower: a compiled W32 training step (bf16, batch 128, no CUDA graph, one H100,
-        2026-12-06) took 835 images/s this way against 680-703 broadcast. Eager, broadcasting is the faster:
-        11,113 against 10,086 images/s for the inference form (benchmarks/speed/h100_compile_probe_broadcast.json)."""
+        engine.compiling compiles, and the eager one under autograd (forward). Inductor fuses that upsampling into
+        the sums by itself, and ran the broadcast form's 6-D views slower: a compiled W32 training step (bf16,
+        batch 128, no CUDA graph, one H100, 2026-12-06) took 835 images/s this way against 680-703 broadcast.
+        Eager without autograd, broadcasting is the faster: 11,217 against 10,154 images/s for the inference form
+        (benchmarks/speed/h100_onerun_probe_bf16.json)."""
         out = []
         for i, fuse_layer in enumerate(self.fuse_layers):
             # Start from a fresh tensor (the first converted input), then sum and ReLU in place: xs[i] itself
