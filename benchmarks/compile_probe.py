@@ -13,10 +13,12 @@ W32 256x192, network alone, the same random weights, rows timed in turns in one 
     into a copy, then added: the eager fusion before 2026-12-06), the latter also as a CUDA graph, against the
     model's broadcast sums;
   - the training form compiled by regions (blocks, fusions, stem, transitions), eager and as one CUDA graph;
+  - the same with each run of blocks (a module's branch, layer1) compiled as one graph (compile_regions'
+    unit="branch": 27 compiled calls for W32's blocks instead of 108), eager and as one CUDA graph;
   - the official network eager and compiled whole (torch.compile of the model): channels_last at bf16; at
     fp32 both NCHW, as the official code runs, and channels_last.
-Then the kernels of one forward of the training form compiled by regions (GPU ms per kernel name) and the
-host's milliseconds per call. The first run (2026-12-04, blocks compiled without their fusions) showed why
+Then the kernels of one forward of the training form compiled by regions and by branches (GPU ms per kernel
+name) and the host's milliseconds per call. The first run (2026-12-04, blocks compiled without their fusions) showed why
 those fell below eager: 37.6 ms of host time per call for 29.2 ms of GPU work (108 compiled calls), and the
 fusions' upsampling, sums and BatchNorms still eager (benchmarks/speed/h200_compile_probe_blocks.json).
 """
@@ -40,6 +42,9 @@ from hrpose_cli.engine.compiling import compile_regions  # noqa: E402
 from hrpose_cli.model.hrnet import HighResolutionModule, HRNetConfig, PoseHRNet, fold_batchnorm, fuse_blocks  # noqa: E402
 
 
+BRANCHES = "ours by branches (runs of blocks, fusions, stem, transitions)"
+
+
 def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
              seconds: dict[str, float]) -> Callable[[torch.Tensor], torch.Tensor]:
     """``build()``'s function after its first call, timing compile + first forward into ``seconds``."""
@@ -53,8 +58,9 @@ def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tenso
 
 
 def upsampled_fusions(model: nn.Module) -> nn.Module:
-    """``model`` with every module fusing eagerly by HighResolutionModule.upsampled_fuse (in place): the
-    fusion of the eager network before 2026-12-06, which the compiled regions still compile."""
+    """``model`` with every module fusing eagerly by HighResolutionModule.upsampled_fuse (in place) without
+    autograd too: the eager fusion before 2026-12-06, which the compiled regions compile and the eager network
+    runs under autograd (the probe's rows run without it, where the network sums by broadcasting)."""
     for module in model.modules():
         if isinstance(module, HighResolutionModule) and module.fuse_layers is not None:
             module.compiled_fuse = HighResolutionModule.upsampled_fuse
@@ -100,7 +106,8 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     print(f"  upsampled fusions: max |diff| from the broadcast ones {fusion_diff:.2e}", flush=True)
     builds = {"ours inference form, compiled fusions": lambda: forward(compile_regions(inference_form()), bf16),
               "ours folded, unfused, by regions": lambda: forward(compile_regions(fold_batchnorm(ours())), bf16),
-              "ours by regions (blocks, fusions, stem, transitions)": lambda: forward(compile_regions(ours()), bf16)}
+              "ours by regions (blocks, fusions, stem, transitions)": lambda: forward(compile_regions(ours()), bf16),
+              BRANCHES: lambda: forward(compile_regions(ours(), unit="branch"), bf16)}
     for name, build in builds.items():
         group[name] = (compiled(name, build, inputs[torch.channels_last], seconds), torch.channels_last)
     for suffix, fmt in official_formats.items():
@@ -117,6 +124,7 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     print(f"  (timed in {time.perf_counter() - start:.1f} s)", flush=True)
     kernel_rows = kernels(label, group["ours by regions (blocks, fusions, stem, transitions)"][0],
                           inputs[torch.channels_last], "by regions")
+    kernel_rows.update(kernels(label, group[BRANCHES][0], inputs[torch.channels_last], "by branches"))
     rows = {f"{label}, {name}: images/s": rate for name, rate in rates.items()}
     rows.update({f"{label}, {name}: compile + first forward s": s for name, s in seconds.items()})
     rows.update(kernel_rows)
@@ -144,7 +152,7 @@ def kernels(label: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
         for _ in range(steps):
             fn(x)
         torch.cuda.synchronize()
-    print(f"  {label}: host {host_ms:.2f} ms per call", flush=True)
+    print(f"  {label}, {form}: host {host_ms:.2f} ms per call", flush=True)
     gpu_ms = kernel_table(prof, steps, top, f"{label}, {form}")
     return {f"{label}, {form}: host ms per call": host_ms, f"{label}, {form}: GPU ms per forward": gpu_ms}
 

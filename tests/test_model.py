@@ -132,6 +132,30 @@ def test_broadcast_fusion_is_the_upsampled_one_bit_for_bit(layout):
         assert y.is_contiguous(memory_format=layout)
 
 
+def test_forward_sums_upsampled_under_autograd_and_by_broadcast_without():
+    """Under autograd the eager fusion upsamples (the broadcast sums' gradient is a slow generic reduction on
+    the GPU); without autograd it broadcasts. Both give the same outputs."""
+    torch.manual_seed(0)
+    module = HighResolutionModule([4, 8], num_blocks=1).train()
+    xs = [torch.randn(2, 4, 16, 12), torch.randn(2, 8, 8, 6)]
+
+    def backward_ops(y: torch.Tensor) -> set[str]:
+        seen, todo = set(), [y.grad_fn]
+        while todo:
+            fn = todo.pop()
+            if fn is not None and fn.name() not in seen:
+                seen.add(fn.name())
+                todo.extend(next_fn for next_fn, _ in fn.next_functions)
+        return seen
+
+    with_grad = module(xs)
+    assert any("UpsampleNearest2D" in name for name in backward_ops(with_grad[0]))
+    with torch.no_grad():
+        without = module(xs)
+    for y, expected in zip(without, with_grad, strict=True):
+        assert torch.equal(y, expected.detach())
+
+
 def test_official_init():
     model = PoseHRNet(HRNetConfig.from_arch("w32"))
     w = model.layer1[0].conv2.weight  # 36,864 draws

@@ -96,6 +96,18 @@ def test_compile_regions_compiles_blocks_fusions_stem_and_transitions_in_place_a
     assert list(model.state_dict()) == keys == official  # the official layout, no _orig_mod. prefixes
 
 
+def test_compile_regions_by_branches_compiles_each_run_of_blocks_as_one_region():
+    model = PoseHRNet(HRNetConfig.from_arch("w32"), random_init=False)
+    compiling.compile_regions(model, unit="branch")
+    runs = [m for m in model.modules() if type(m) is torch.nn.Sequential and isinstance(m[0], (BasicBlock, Bottleneck))]
+    assert len(runs) == 1 + 2 * 1 + 3 * 4 + 4 * 3  # layer1, then each module's branches
+    assert all(m._compiled_call_impl is not None for m in runs)
+    assert not any(m._compiled_call_impl is not None for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck)))
+    assert model.stage2[0].compiled_fuse is not None and model.compiled_stem is not None
+    with pytest.raises(ValueError, match="unit"):
+        compiling.compile_regions(model, unit="stage")
+
+
 def test_compile_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
