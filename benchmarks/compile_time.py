@@ -9,13 +9,16 @@ cuDNN autotuning, the CUDA graph's recording) without and with --compile in one 
 account of the compiled part (torch._dynamo.utils.compile_times: tracing, AOTAutograd, inductor's lowering and
 code generation, per graph). Eager goes first, so CUDA's start-up is in its seconds, not in --compile's. What
 the --compile seconds hold beyond dynamo's account happens outside dynamo (kernels' first launches and their
-autotuning, the recording).
+autotuning, the recording). --profile N adds the N functions with the most cumulative time in the --compile
+load (cProfile, host side): imports, the compile workers' start, dynamo, Triton's loading.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import sys
 import tempfile
 import time
@@ -30,6 +33,8 @@ def main() -> None:
     parser.add_argument("--arch", default="w32")
     parser.add_argument("--batch", type=int, default=256, help="persons per batch, as hrpose eval --batch [256]")
     parser.add_argument("--device", default="cuda", help="cuda or cpu [cuda]")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="print the N functions with the most cumulative time in the --compile load [0: none]")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("error: no CUDA here (--device cpu measures the CPU's compile)")
@@ -46,16 +51,23 @@ def main() -> None:
     seconds = {}
     try:
         for name, compile_ in (("eager", False), ("--compile", True)):
+            profiler = cProfile.Profile() if compile_ and args.profile else None
             start = time.perf_counter()
+            if profiler:
+                profiler.enable()
             predictor = load_predictor(weights, device=args.device, compile=compile_, batch_size=args.batch)
             predictor.heatmaps(torch.zeros((args.batch, 3, *config.input_size), device=predictor.runtime.device))
             predictor.runtime.synchronize()
             seconds[name] = time.perf_counter() - start
+            if profiler:
+                profiler.disable()
     except HrposeError as err:  # an unusable --cache folder
         sys.exit(f"error: {err}")
     print(f"{args.arch} on {args.device}, batch {args.batch}, {'warm' if warm else 'empty'} cache: load_predictor and "
           f"one forward {seconds['eager']:.1f} s eager, {seconds['--compile']:.1f} s with --compile", flush=True)
     print(torch._dynamo.utils.compile_times(repr="str"), flush=True)
+    if profiler:
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(args.profile)
 
 
 if __name__ == "__main__":
