@@ -14,6 +14,8 @@ The first run (one H100, 2026-12-06, before forward chose by autograd: both eage
 858, upsampled 923 and official 907 images/s, 91.3 / 87.9 / 91.6 ms of GPU time and 174 / 190 / 183 ms of host
 time per step: the eager step is bound by the host (5,600 kernels), and the broadcast sums' gradient (a generic
 reduction, 2.7 ms) costs more than the upsampling's (0.7 ms). benchmarks/speed/h100_train_step_probe.log.
+Both runs had cuDNN's autotuning off (torch.backends.cudnn.benchmark, which hrpose train turns on); it is on
+from the next run on.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON of the rows")
     parser.add_argument("--batch", type=int, default=128)
     args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("error: train_step_probe.py needs CUDA")
+    torch.backends.cudnn.benchmark = True  # as hrpose train and bench_speed.py run
     from torch.profiler import ProfilerActivity, profile
 
     config = HRNetConfig.from_arch("w32")
