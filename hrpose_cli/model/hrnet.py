@@ -245,8 +245,9 @@ class HighResolutionModule(nn.Module):
         if self.compiled_fuse is not None:
             return self.compiled_fuse(self, xs)
         # Broadcast sums save a copy per lower branch in a forward, but autograd gives their gradient back
-        # through a generic reduction: an eager W32 training step (bf16, batch 128, one H100) ran 858 images/s
-        # with them against 923 upsampled, the official network's 907 (benchmarks/train_step_probe.py).
+        # through a generic reduction: an eager W32 training step (bf16, batch 128, one H100) ran 858 and 909
+        # images/s with them against 923 and 972 upsampled, the official network's 907 and 888, in two runs
+        # (benchmarks/train_step_probe.py).
         return (HighResolutionModule.upsampled_fuse if torch.is_grad_enabled() else HighResolutionModule.fuse)(self, xs)
 
     def fuse(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
