@@ -225,6 +225,33 @@ def graphed_step(step: Callable[[], None], warm_up: int = 3) -> Callable[[], Non
     return graph.replay
 
 
+def training_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, graphed: bool = False) -> Callable[[], None]:
+    """One step of ``model`` (channels_last, training mode): forward in bf16 autocast, MSE loss, backward and fused
+    Adam; ``graphed``: capturable Adam and uncached casts, for recording as a CUDA graph (graphed_step)."""
+    model = model.to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, capturable=graphed)
+
+    def step() -> None:
+        with torch.autocast("cuda", torch.bfloat16, cache_enabled=not graphed):
+            out = model(x)
+        loss = (out.float() - target).square().mean()
+        optimizer.zero_grad(set_to_none=not graphed)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def host_ms(call: Callable[[], None], calls: int = 10) -> float:
+    """Milliseconds of the host's own pace per call: issued without a sync inside, before the queue fills."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    issued = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return issued / calls * 1000
+
+
 def train_step_rows(official: Path, archs: list[str], batch: int = 128) -> dict[str, float]:
     """Forward, MSE loss, backward and fused Adam in bf16 autocast and channels_last, synthetic data."""
     rows: dict[str, float] = {}
@@ -239,18 +266,8 @@ def train_step_rows(official: Path, archs: list[str], batch: int = 128) -> dict[
         models["ours compiled"] = compile_regions(PoseHRNet(config).cuda())
         steps: dict[str, Callable[[], None]] = {}
         for name, model in models.items():
-            model = model.to(memory_format=torch.channels_last).train()
             graphed = name.endswith("CUDA graph")
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, capturable=graphed)
-
-            def step(model: nn.Module = model, optimizer: torch.optim.Optimizer = optimizer, graphed: bool = graphed) -> None:
-                with torch.autocast("cuda", torch.bfloat16, cache_enabled=not graphed):
-                    out = model(x)
-                loss = (out.float() - target).square().mean()
-                optimizer.zero_grad(set_to_none=not graphed)
-                loss.backward()
-                optimizer.step()
-
+            step = training_step(model, x, target, graphed)
             if name == "ours compiled":
                 step()
                 torch.cuda.synchronize()

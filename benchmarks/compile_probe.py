@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_speed import PRECISIONS, cuda_graph, forward, interleaved, kernel_table, official_network  # noqa: E402
+from bench_speed import PRECISIONS, cuda_graph, forward, host_ms, interleaved, kernel_table, official_network  # noqa: E402
 
 from hrpose_cli.engine.compiling import compile_regions  # noqa: E402
 from hrpose_cli.model.hrnet import HighResolutionModule, HRNetConfig, PoseHRNet, fold_batchnorm, fuse_blocks  # noqa: E402
@@ -57,13 +57,14 @@ def compiled(name: str, build: Callable[[], Callable[[torch.Tensor], torch.Tenso
     return fn
 
 
-def upsampled_fusions(model: nn.Module) -> nn.Module:
-    """``model`` with every module fusing eagerly by HighResolutionModule.upsampled_fuse (in place) without
-    autograd too: the eager fusion before 2026-12-06, which the compiled regions compile and the eager network
-    runs under autograd (the probe's rows run without it, where the network sums by broadcasting)."""
+def fusing_by(model: nn.Module, fuse: Callable) -> nn.Module:
+    """``model`` with every module fusing eagerly by ``fuse`` (in place), with or without autograd: the
+    forward otherwise takes HighResolutionModule.upsampled_fuse under autograd and .fuse (broadcast sums)
+    without it. The probe's rows run without autograd; upsampled_fuse there is the eager fusion before
+    2026-12-06, which the compiled regions compile."""
     for module in model.modules():
         if isinstance(module, HighResolutionModule) and module.fuse_layers is not None:
-            module.compiled_fuse = HighResolutionModule.upsampled_fuse
+            module.compiled_fuse = fuse
     return model
 
 
@@ -96,9 +97,9 @@ def probe(official: Path, config: HRNetConfig, precision: str) -> dict[str, floa
     # One group, no dynamo reset in between: a CUDA graph recorded from compiled code must not outlive its
     # kernels (replaying one after torch._dynamo.reset() crashed the process, 2026-12-04).
     group = {"ours eager": (eager, torch.channels_last),
-             "ours eager, upsampled fusions (before)": (forward(upsampled_fusions(ours()), bf16), torch.channels_last),
+             "ours eager, upsampled fusions (before)": (forward(fusing_by(ours(), HighResolutionModule.upsampled_fuse), bf16), torch.channels_last),
              "ours inference form, eager": (forward(inference_form(), bf16), torch.channels_last),
-             "ours inference form, upsampled fusions (before)": (forward(upsampled_fusions(inference_form()), bf16),
+             "ours inference form, upsampled fusions (before)": (forward(fusing_by(inference_form(), HighResolutionModule.upsampled_fuse), bf16),
                                                                  torch.channels_last)}
     same_input = inputs[torch.channels_last]
     fusion_diff = (group["ours inference form, upsampled fusions (before)"][0](same_input).float()
@@ -142,19 +143,14 @@ def kernels(label: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
 
     for _ in range(3):
         fn(x)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn(x)
-    host_ms = (time.perf_counter() - start) / steps * 1000  # before the queue fills, the host's own pace
-    torch.cuda.synchronize()
+    host = host_ms(lambda: fn(x), steps)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
             fn(x)
         torch.cuda.synchronize()
-    print(f"  {label}, {form}: host {host_ms:.2f} ms per call", flush=True)
+    print(f"  {label}, {form}: host {host:.2f} ms per call", flush=True)
     gpu_ms = kernel_table(prof, steps, top, f"{label}, {form}")
-    return {f"{label}, {form}: host ms per call": host_ms, f"{label}, {form}: GPU ms per forward": gpu_ms}
+    return {f"{label}, {form}: host ms per call": host, f"{label}, {form}: GPU ms per forward": gpu_ms}
 
 
 def main() -> None:

@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print the N functions with the most cumulative time in the --compile load [0: none]")
     args = parser.parse_args()
+    if args.profile < 0:
+        sys.exit(f"error: --profile {args.profile}: expected how many functions to print, 0 or more")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("error: no CUDA here (--device cpu measures the CPU's compile)")
     warm = args.cache.is_dir() and any(args.cache.iterdir())

@@ -23,51 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_speed import interleaved, kernel_table, pair  # noqa: E402
+from bench_speed import host_ms, interleaved, kernel_table, pair, training_step  # noqa: E402
+from compile_probe import fusing_by  # noqa: E402
 
 from hrpose_cli.model.hrnet import HighResolutionModule, HRNetConfig  # noqa: E402
-
-
-def training_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
-    """bench_speed.train_step_rows' eager step for ``model``."""
-    model = model.to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-
-    def step() -> None:
-        with torch.autocast("cuda", torch.bfloat16):
-            out = model(x)
-        loss = (out.float() - target).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
-
-
-def broadcast_fusions(model: nn.Module) -> nn.Module:
-    """``model`` with every module fusing by HighResolutionModule.fuse (broadcast sums) under autograd too."""
-    for module in model.modules():
-        if isinstance(module, HighResolutionModule) and module.fuse_layers is not None:
-            module.compiled_fuse = HighResolutionModule.fuse
-    return model
-
-
-def host_ms(step: Callable[[], None], steps: int = 10) -> float:
-    """Milliseconds of Python and launches per step, with the GPU kept from being the limit (no sync inside)."""
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    issued = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return issued / steps * 1000
 
 
 def main() -> None:
@@ -87,7 +51,7 @@ def main() -> None:
     ours, theirs = pair(args.official, config)
     broadcast, _ = pair(args.official, config)
     steps = {"ours eager (upsampled sums under autograd)": training_step(ours, x, target),
-             "ours eager, broadcast sums forced": training_step(broadcast_fusions(broadcast), x, target),
+             "ours eager, broadcast sums forced": training_step(fusing_by(broadcast, HighResolutionModule.fuse), x, target),
              "official eager": training_step(theirs, x, target)}
     rows: dict[str, float] = {}
     for name, value in interleaved(steps, args.batch, 7, 10).items():

@@ -128,8 +128,9 @@ def warp_crops(
     rgb = pixels.view(-1, 3)
     first_pixel = (offsets // 3)[image_index].view(-1, 1, 1)
     x_steps, y_steps = [], []
+    x0, y0 = x0.long(), y0.long()
     for step in (0, 1):
-        xi, yi = x0.long() + step, y0.long() + step
+        xi, yi = x0 + step, y0 + step
         x_steps.append((xi.clamp(0, None).minimum(widths - 1), (xi >= 0) & (xi < widths)))
         y_steps.append((yi.clamp(0, None).minimum(heights - 1) * widths + first_pixel, (yi >= 0) & (yi < heights)))
     out = None
