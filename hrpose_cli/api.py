@@ -278,16 +278,19 @@ class Model:
 
 def load(weights: str | Path | None = None, device: str = "auto", detector: bool | str = True, *, flip: bool = True,
          decode: str = "argmax", compile: bool = False, input_size: tuple[int, int] | None = None, batch: int = 64,
-         det_threshold: float = PREDICT_THRESHOLD, lazy: bool = False, precision: str = "auto") -> Model:
+         det_threshold: float = PREDICT_THRESHOLD, lazy: bool = False, precision: str = "auto",
+         autotune: bool = False) -> Model:
     """A pose model: the embedded default, a checkpoint or an `hrpose export` ONNX file (``weights``), on
     ``device`` ("auto", "cpu", "cuda"), with the shipped person detector unless ``detector`` is False (or the
     path of a detector exported to ONNX). ``lazy`` defers loading to the first prediction. ``precision`` of
-    the pose network: "auto" (bf16 on CUDA, fp32 on the CPU), "fp32" or "bf16"."""
+    the pose network: "auto" (bf16 on CUDA, fp32 on the CPU), "fp32" or "bf16". ``autotune`` lets cuDNN time
+    its algorithms at the first batch: seconds of start-up that a long-lived model serving ~100,000 persons
+    or more wins back."""
     detector_name = None if detector is False else "nanodet" if detector is True else str(detector)
     weights_path = None if weights is None else Path(weights)
     precision_amp(precision)  # a bad name fails here, even when lazy
     model = Model(lambda: inference.load_predictor(weights_path, device, flip, decode, compile, input_size, batch,
-                                                   precision),
+                                                   precision, autotune),
                   device, detector_name, det_threshold, weights_path)
     if not lazy:  # load both now, so that a bad weights or detector file fails here, not at the first image
         _ = (model.predictor, model.detector)

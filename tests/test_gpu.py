@@ -103,6 +103,20 @@ def test_compiled_predictor_pads_to_one_shape():
         assert out.shape == (n, 17, 64, 48) and torch.isfinite(out).all()
 
 
+def test_inference_leaves_cudnn_autotuning_off_unless_asked(tiny_weights, monkeypatch):
+    """Inference skips cuDNN's autotuning (seconds of warm-up that an eval of 8,000 persons never wins back);
+    a training runtime and autotune=True turn it on. The flag is the process's, so it is restored after."""
+    from hrpose_cli.engine.inference import load_predictor
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    Runtime.create("cuda")
+    assert torch.backends.cudnn.benchmark
+    load_predictor(tiny_weights, "cuda")
+    assert not torch.backends.cudnn.benchmark
+    load_predictor(tiny_weights, "cuda", autotune=True)
+    assert torch.backends.cudnn.benchmark
+
+
 @pytest.mark.gpu
 def test_detector_bf16_cuda_agrees_with_fp32_cpu(fixture_data):
     """The detector's CUDA path (bf16 autocast, channels_last, device NMS) finds the CPU's confident people."""

@@ -212,7 +212,7 @@ def plan_views(
         label = str(weights)
     if weights is None:
         predictor = None
-        runtime = Runtime.create(device)
+        runtime = Runtime.create(device, autotune=False)
         input_hw = tuple(input_size or checkpoints.DEFAULT_INPUT_SIZE)
         heatmap_hw = (input_hw[0] // 4, input_hw[1] // 4)
         sigma = 2.0 * input_hw[0] / 256

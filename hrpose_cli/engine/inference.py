@@ -53,11 +53,16 @@ def load_predictor(
     input_size: tuple[int, int] | None = None,
     batch_size: int | None = None,
     precision: str = "auto",
+    autotune: bool = False,
 ) -> Predictor:
     """A Predictor for a checkpoint (hrpose or official), an ONNX model made by `hrpose export` (run by
     onnxruntime), or the embedded default model when ``weights`` is None. ``precision``: auto (bf16 on CUDA,
-    fp32 on the CPU), fp32 or bf16 (runtime.PRECISIONS)."""
-    runtime = Runtime.create(device, compile=compile, amp=precision_amp(precision))
+    fp32 on the CPU), fp32 or bf16 (runtime.PRECISIONS).
+
+    ``autotune`` (cuDNN's, on CUDA) is off by default: on one H100, `hrpose eval` of 8,062 persons spent 1.5-2.3 s
+    more warming up with it and won back 0.1-0.2 s of network time, so it pays only from about 64,000 (w16)
+    to 161,000 (W32) persons (benchmarks/speed/h100_s36_autotune_*.json)."""
+    runtime = Runtime.create(device, compile=compile, amp=precision_amp(precision), autotune=autotune)
     if is_onnx(weights):
         if precision != "auto":
             raise HrposeError(f"{weights}: --precision applies to torch networks; an ONNX model runs as it was "

@@ -51,11 +51,15 @@ class Runtime:
     cuda_graphs: bool = False
 
     @staticmethod
-    def create(device: str = "auto", compile: bool = False, amp: bool | None = None) -> "Runtime":
+    def create(device: str = "auto", compile: bool = False, amp: bool | None = None,
+               autotune: bool = True) -> "Runtime":
+        """``autotune``: let cuDNN time its algorithms for each new shape (torch.backends.cudnn.benchmark, one
+        flag for the process). It pays over a training run; for inference it costs seconds of start-up that
+        only runs of about 100,000 persons and more win back (inference.load_predictor)."""
         dev = resolve_device(device)
         on_cuda = dev.type == "cuda"
         if on_cuda:
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = autotune
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         return Runtime(dev, amp=on_cuda if amp is None else amp, channels_last=on_cuda, compile=compile,
