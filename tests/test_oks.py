@@ -193,3 +193,96 @@ def test_keypoint_eval_gives_pycocotools_oks_and_numbers_to_the_bit(fixture_data
     assert any(np.size(v) and 0.2 < np.max(v) < 0.99 for v in ours.ious.values())  # not all 0 or 1
     assert coco_stats(dataset, results) == dict(zip(STAT_NAMES, map(float, theirs.stats)))
     assert all("area" not in r for r in results)  # loadRes wrote into copies
+
+
+def _records_equal(ours: list, theirs: list) -> bool:
+    """evalImgs of two COCOevals, entry by entry, value for value."""
+    if len(ours) != len(theirs):
+        return False
+    for a, b in zip(ours, theirs):
+        if a is None or b is None:
+            if not (a is None and b is None):
+                return False
+            continue
+        if a.keys() != b.keys():
+            return False
+        for key, value in b.items():
+            if isinstance(value, np.ndarray):
+                if a[key].shape != value.shape or not np.array_equal(a[key], value):
+                    return False
+            elif a[key] != value:
+                return False
+    return True
+
+
+@pytest.mark.parametrize("params", ["coco", "analysis"])
+def test_batched_matching_gives_pycocotools_records(fixture_data, params):
+    """match_images (every image of an area range matched at once) against pycocotools' own evaluateImg, record
+    for record, on real annotations (crowd regions, persons without joints, several area ranges): predictions
+    near and far, exact duplicates (equal OKS and scores: the tie rules), an image with more predictions than
+    maxDets, and images left without any; with COCO's parameters and the error analysis's."""
+    from hrpose_cli.data.coco import CocoKeypoints
+    from hrpose_cli.engine.evaluator import KeypointEval
+
+    dataset = CocoKeypoints.load(fixture_data / "person_keypoints.json")
+    rng = np.random.default_rng(1)
+    image_ids = sorted(dataset.coco.getImgIds())
+    results = []
+    for ann in dataset.coco.dataset["annotations"]:
+        if ann["image_id"] == image_ids[0]:
+            continue  # an image with persons and no predictions
+        k = np.array(ann["keypoints"], dtype=np.float64).reshape(17, 3)
+        x, y, w, h = ann["bbox"]
+        for spread in (2.0, 0.1 * max(w, h), 0.4 * max(w, h)):
+            guess = np.c_[np.where(k[:, 2:] > 0, k[:, :2], [x + w / 2, y + h / 2]) + rng.normal(0, spread, (17, 2)),
+                          rng.uniform(0, 1, 17)]
+            entry = {"image_id": ann["image_id"], "category_id": 1, "keypoints": guess.ravel().tolist(),
+                     "score": float(rng.choice([0.5, rng.uniform()]))}
+            results += [entry, dict(entry)] if spread == 2.0 else [entry]  # a duplicate: the same OKS and score
+    crowded = image_ids[1]
+    results += [{**results[0], "image_id": crowded, "score": float(s)} for s in rng.uniform(0, 1, 25)]
+
+    def evaluate(cls):
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluation = cls(dataset.coco, dataset.coco.loadRes([dict(r) for r in results]), iouType="keypoints")
+            if params == "analysis":  # as engine.error_analysis sets them
+                evaluation.params.iouThrs = np.array([0.5, 0.75, 0.85])
+                evaluation.params.areaRng, evaluation.params.areaRngLbl = [[32.0**2, 1e10]], ["analysed"]
+                evaluation.params.maxDets = [20]
+            evaluation.evaluate()
+            evaluation.accumulate()
+        return evaluation
+
+    ours, theirs = evaluate(KeypointEval), evaluate(COCOeval)
+    assert _records_equal(ours.evalImgs, theirs.evalImgs)
+    assert np.array_equal(ours.eval["precision"], theirs.eval["precision"])
+    matched = [e for e in theirs.evalImgs if e is not None and e["dtMatches"].any()]
+    assert matched and any(e["gtIgnore"].any() for e in theirs.evalImgs if e is not None)
+    assert any(len(e["dtIds"]) == 20 for e in theirs.evalImgs if e is not None)  # maxDets cut the 25 + others
+
+
+def test_batched_matching_gives_pycocotools_records_on_random_oks():
+    """match_images against pycocotools' evaluateImg on 300 random images: OKS and scores drawn from a few values
+    (ties everywhere), persons ignored, crowds, sizes around the area limits, and up to 25 detections for a
+    maxDet of 20: the order of persons, the ignored ones' last turn, crowds matched again, and the area rule."""
+    from collections import defaultdict
+
+    from hrpose_cli.engine.evaluator import ImageTable, match_images
+
+    rng = np.random.default_rng(3)
+    stub = COCOeval(iouType="keypoints")
+    stub.params.imgIds = list(range(300))
+    stub._gts, stub._dts, stub.ious = defaultdict(list), defaultdict(list), {}
+    next_id = iter(range(1, 100000))
+    levels = np.array([0.0, 0.3, 0.5, 0.55, 0.75, 0.9, 0.95, 1.0])
+    for image in stub.params.imgIds:
+        g, d = rng.integers(0, 7), rng.integers(0, 26) * (rng.random() < 0.8)
+        stub._gts[image, 1] = [{"id": next(next_id), "area": float(rng.choice([500.0, 1024.0, 5000.0, 9216.0, 2e4])),
+                                "ignore": int(rng.random() < 0.2), "iscrowd": int(rng.random() < 0.1)} for _ in range(g)]
+        stub._dts[image, 1] = [{"id": next(next_id), "area": float(rng.choice([500.0, 5000.0, 2e4])),
+                                "score": float(rng.choice([0.2, 0.5, 0.9]))} for _ in range(d)]
+        stub.ious[image, 1] = rng.choice(levels, (min(d, 20), g)) if g and d else []
+    for area in ([0, 1e10], [32.0**2, 96.0**2], [96.0**2, 1e10]):
+        theirs = [COCOeval.evaluateImg(stub, image, 1, area, 20) for image in stub.params.imgIds]
+        ours = match_images(ImageTable.build(stub, 1, 20), stub.params.iouThrs, 1, area, 20)
+        assert _records_equal([ours.get(image) for image in stub.params.imgIds], theirs)
