@@ -286,3 +286,37 @@ def test_batched_matching_gives_pycocotools_records_on_random_oks():
         theirs = [COCOeval.evaluateImg(stub, image, 1, area, 20) for image in stub.params.imgIds]
         ours = match_images(ImageTable.build(stub, 1, 20), stub.params.iouThrs, 1, area, 20)
         assert _records_equal([ours.get(image) for image in stub.params.imgIds], theirs)
+
+
+@pytest.mark.parametrize("max_pairs", [1, 500, 100_000])
+def test_category_oks_gives_pycocotools_oks_in_chunks(max_pairs):
+    """category_oks (core.oks.oks_blocks over many images at once) against pycocotools' own computeOks, to the
+    bit, on 200 random images of up to 8 persons (some with no labelled joint, some with a few) and 25
+    predictions (more than maxDets, tied scores), in one pass and in chunks of every size."""
+    from collections import defaultdict
+
+    from hrpose_cli.engine.evaluator import category_oks
+
+    rng = np.random.default_rng(4)
+    stub = COCOeval(iouType="keypoints")
+    stub.params.imgIds = list(range(200))
+    stub._gts, stub._dts = defaultdict(list), defaultdict(list)
+    for image in stub.params.imgIds:
+        for _ in range(rng.integers(0, 9)):
+            x, y, w, h = *rng.uniform(0, 400, 2), *rng.uniform(10, 200, 2)
+            k = np.c_[rng.uniform(x, x + w, 17), rng.uniform(y, y + h, 17), rng.choice([0, 1, 2], 17)]
+            k[:, 2] *= rng.random() < 0.9  # about one person in ten without a labelled joint
+            k[rng.random(17) < rng.uniform(0, 0.9), 2] = 0
+            stub._gts[image, 1].append({"keypoints": k.ravel().tolist(), "area": float(w * h * 0.6),
+                                        "bbox": [x, y, w, h]})
+        for _ in range(rng.integers(0, 26)):
+            k = np.c_[rng.uniform(0, 600, (17, 2)), rng.uniform(0, 1, 17)]
+            stub._dts[image, 1].append({"keypoints": k.ravel().tolist(), "score": float(rng.choice([0.3, 0.6]))})
+    ours = category_oks(stub, 1, max_pairs=max_pairs)
+    for image in stub.params.imgIds:
+        theirs = COCOeval.computeOks(stub, image, 1)
+        if len(theirs) == 0:
+            assert image not in ours
+        else:
+            assert ours[image].shape == theirs.shape and np.array_equal(ours[image], theirs)
+    assert sum(block.size for block in ours.values()) > 5000

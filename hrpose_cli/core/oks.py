@@ -15,33 +15,56 @@ def _variances(sigmas: np.ndarray | None) -> np.ndarray:
     return (np.asarray(COCO17.sigmas if sigmas is None else sigmas, dtype=np.float64) * 2) ** 2
 
 
-def _errors(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, pred_keypoints: np.ndarray,
-            sigmas: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """pycocotools' e = d^2 / vars / (area + eps) / 2 for every (prediction, GT, joint), and which joints count.
+def oks_blocks(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, gt_counts: np.ndarray,
+               pred_keypoints: np.ndarray, pred_counts: np.ndarray, sigmas: np.ndarray | None = None) -> list[np.ndarray]:
+    """oks_matrix of many images in one pass: image i owns the next gt_counts[i] GTs and pred_counts[i]
+    predictions of the stacked arrays, and block i is its (P_i, G_i) matrix, as COCOeval.computeOks computes
+    each pair, to the bit.
 
-    Returns e of shape (P, G, J) and the (G, J) mask of joints that enter the mean: the labelled ones, or all of
-    them for a GT without labelled joints (whose d is then the distance to its box enlarged by the box size).
+    pycocotools' e = d^2 / vars / (area + eps) / 2 for every (prediction, GT, joint) pair of an image, over the
+    GT's counted joints: the labelled ones, or all of them for a GT without labelled joints (whose d is then the
+    distance to its box enlarged by the box size). Each pair's mean runs over its counted joints alone, as a
+    contiguous row, which numpy sums in the same order as computeOks's one pair at a time (a sum with zeros in
+    place of the others can differ in the last bit, and an OKS on a threshold would then count differently).
     """
-    gt = np.asarray(gt_keypoints, dtype=np.float64)
-    pred = np.asarray(pred_keypoints, dtype=np.float64)
-    areas = np.asarray(gt_areas, dtype=np.float64)
+    variances = _variances(sigmas)
+    joints = len(variances)
+    gt = np.asarray(gt_keypoints, dtype=np.float64).reshape(-1, joints, 3)
+    pred = np.asarray(pred_keypoints, dtype=np.float64).reshape(-1, joints, 3)
+    areas = np.asarray(gt_areas, dtype=np.float64).reshape(-1)
     boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    g_counts, p_counts = np.asarray(gt_counts, dtype=np.int64), np.asarray(pred_counts, dtype=np.int64)
+    sizes = g_counts * p_counts
+    image = np.repeat(np.arange(len(sizes)), sizes)  # each pair's image; pairs run prediction-major
+    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    per_row = np.maximum(g_counts, 1)[image]
+    pair_pred = (np.cumsum(p_counts) - p_counts)[image] + within // per_row
+    pair_gt = (np.cumsum(g_counts) - g_counts)[image] + within % per_row
+
     labelled = gt[..., 2] > 0
     unlabelled_gt = ~labelled.any(axis=1)
-
-    xd, yd = pred[:, None, :, 0], pred[:, None, :, 1]
-    dx = xd - gt[None, :, :, 0]
-    dy = yd - gt[None, :, :, 1]
-    x, y, w, h = (boxes[None, :, None, i] for i in range(4))
+    xd, yd = pred[pair_pred, :, 0], pred[pair_pred, :, 1]
+    dx = xd - gt[pair_gt, :, 0]
+    dy = yd - gt[pair_gt, :, 1]
+    x, y, w, h = (boxes[pair_gt, i, None] for i in range(4))
     x0, x1, y0, y1 = x - w, x + w * 2, y - h, y + h * 2
     box_dx = np.maximum(0, x0 - xd) + np.maximum(0, xd - x1)
     box_dy = np.maximum(0, y0 - yd) + np.maximum(0, yd - y1)
-    dx = np.where(unlabelled_gt[None, :, None], box_dx, dx)
-    dy = np.where(unlabelled_gt[None, :, None], box_dy, dy)
+    unlabelled = unlabelled_gt[pair_gt, None]
+    dx = np.where(unlabelled, box_dx, dx)
+    dy = np.where(unlabelled, box_dy, dy)
+    similarity = np.exp(-((dx**2 + dy**2) / variances / (areas[pair_gt, None] + np.spacing(1)) / 2))
 
-    e = (dx**2 + dy**2) / _variances(sigmas) / (areas[None, :, None] + np.spacing(1)) / 2
     counted = labelled | unlabelled_gt[:, None]
-    return e, counted
+    count = counted.sum(axis=1)[pair_gt]
+    oks = np.empty(len(pair_gt))
+    for c in np.unique(count):
+        rows = np.nonzero(count == c)[0]
+        columns = np.argsort(~counted[pair_gt[rows]], axis=1, kind="stable")[:, :c]  # its counted joints, in order
+        terms = np.take_along_axis(similarity[rows], columns, axis=1)  # C-contiguous rows, as 1-D sums read them
+        oks[rows] = terms.sum(axis=-1) / c
+    blocks = np.split(oks, np.cumsum(sizes)[:-1])
+    return [block.reshape(int(p), int(g)) for block, p, g in zip(blocks, p_counts, g_counts)]
 
 
 def oks_matrix(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, pred_keypoints: np.ndarray,
@@ -49,21 +72,12 @@ def oks_matrix(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndar
     """OKS of every prediction with every GT, (P, G), as COCOeval.computeOks computes each pair, to the bit.
 
     Unlike computeOks this neither sorts the predictions by score nor keeps only the top maxDets: row i is
-    prediction i. Each GT's mean runs over its counted joints alone, as a contiguous row of each prediction,
-    which numpy sums in the same order as computeOks's one pair at a time (a sum with zeros in place of the
-    others can differ in the last bit, and an OKS on a threshold would then count differently).
+    prediction i (oks_blocks, for one image).
     """
-    gt = np.asarray(gt_keypoints, dtype=np.float64)
-    pred = np.asarray(pred_keypoints, dtype=np.float64)
-    if len(gt) == 0 or len(pred) == 0:
-        return np.zeros((len(pred), len(gt)))
-    e, counted = _errors(gt, gt_areas, gt_boxes, pred, sigmas)
-    similarity = np.exp(-e)
-    oks = np.empty((len(pred), len(gt)))
-    for g in range(len(gt)):
-        terms = np.ascontiguousarray(similarity[:, g][:, counted[g]])  # rows in memory order, as 1-D sums read them
-        oks[:, g] = terms.sum(axis=-1) / terms.shape[1]
-    return oks
+    joints = len(_variances(sigmas))
+    gt = np.asarray(gt_keypoints, dtype=np.float64).reshape(-1, joints, 3)
+    pred = np.asarray(pred_keypoints, dtype=np.float64).reshape(-1, joints, 3)
+    return oks_blocks(gt, gt_areas, gt_boxes, [len(gt)], pred, [len(pred)], sigmas)[0]
 
 
 def mean_keypoint_similarity(gt_keypoints: np.ndarray, gt_areas: np.ndarray, pred_keypoints: np.ndarray,
