@@ -5,12 +5,13 @@
     python3 benchmarks/compile_time.py --cache /tmp/cc_cpu --device cpu --batch 1           # the CPU's regions
 
 Prints the seconds of load_predictor and the first forward of one padded batch (fold, fuse on CUDA, compile,
-cuDNN autotuning, the CUDA graph's recording) without and with --compile in one process, and dynamo's own
-account of the compiled part (torch._dynamo.utils.compile_times: tracing, AOTAutograd, inductor's lowering and
-code generation, per graph). Eager goes first, so CUDA's start-up is in its seconds, not in --compile's. What
-the --compile seconds hold beyond dynamo's account happens outside dynamo (kernels' first launches and their
-autotuning, the recording). --profile N adds the N functions with the most cumulative time in the --compile
-load (cProfile, host side): imports, the compile workers' start, dynamo, Triton's loading.
+the CUDA graph's recording; no cuDNN autotuning, as in hrpose eval) without and with --compile in one process,
+and dynamo's own account of the compiled part (torch._dynamo.utils.compile_times: tracing, AOTAutograd,
+inductor's lowering and code generation, per graph). Eager goes first, so CUDA's start-up is in its seconds,
+not in --compile's. What the --compile seconds hold beyond dynamo's account happens outside dynamo (kernels'
+first launches and their autotuning, the recording). --profile N adds the N functions with the most cumulative
+time in the --compile load (cProfile, host side): imports, the compile workers' start, dynamo, Triton's
+loading.
 """
 
 from __future__ import annotations

@@ -277,8 +277,9 @@ def test_batched_matching_gives_pycocotools_records_on_random_oks():
     levels = np.array([0.0, 0.3, 0.5, 0.55, 0.75, 0.9, 0.95, 1.0])
     for image in stub.params.imgIds:
         g, d = rng.integers(0, 7), rng.integers(0, 26) * (rng.random() < 0.8)
-        stub._gts[image, 1] = [{"id": next(next_id), "area": float(rng.choice([500.0, 1024.0, 5000.0, 9216.0, 2e4])),
-                                "ignore": int(rng.random() < 0.2), "iscrowd": int(rng.random() < 0.1)} for _ in range(g)]
+        areas = rng.choice([500.0, 1024.0, 5000.0, 9216.0, 2e4], g)  # on and around the area limits
+        stub._gts[image, 1] = [{"id": next(next_id), "area": float(area), "ignore": int(rng.random() < 0.2),
+                                "iscrowd": int(rng.random() < 0.1)} for area in areas]
         stub._dts[image, 1] = [{"id": next(next_id), "area": float(rng.choice([500.0, 5000.0, 2e4])),
                                 "score": float(rng.choice([0.2, 0.5, 0.9]))} for _ in range(d)]
         stub.ious[image, 1] = rng.choice(levels, (min(d, 20), g)) if g and d else []

@@ -16,7 +16,8 @@ def _variances(sigmas: np.ndarray | None) -> np.ndarray:
 
 
 def oks_blocks(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, gt_counts: np.ndarray,
-               pred_keypoints: np.ndarray, pred_counts: np.ndarray, sigmas: np.ndarray | None = None) -> list[np.ndarray]:
+               pred_keypoints: np.ndarray, pred_counts: np.ndarray,
+               sigmas: np.ndarray | None = None) -> list[np.ndarray]:
     """oks_matrix of many images in one pass: image i owns the next gt_counts[i] GTs and pred_counts[i]
     predictions of the stacked arrays, and block i is its (P_i, G_i) matrix, as COCOeval.computeOks computes
     each pair, to the bit.

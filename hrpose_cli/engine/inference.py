@@ -78,8 +78,8 @@ def load_predictor(
         model = fuse_blocks(model)
     if runtime.amp:  # autocast would cast every weight to bf16 at every call; cuDNN's fused calls need them so
         model = model.to(torch.bfloat16)
-    # On CUDA every batch is padded to one shape, so cuDNN autotunes (and --compile compiles) once, here,
-    # while the decoding workers fill their queue, instead of again for every new batch size.
+    # On CUDA every batch is padded to one shape, so --compile compiles (and cuDNN, when asked, autotunes) once,
+    # here, while the decoding workers fill their queue, instead of again for every new batch size.
     pad = batch_size if runtime.device.type == "cuda" else None
     predictor = Predictor(model, config, runtime, flip=flip, decode=decode, pad_batches_to=pad,
                           schema=checkpoint_schema(weights))

@@ -129,7 +129,7 @@ class Predictor:
     ):
         """``model`` is the torch network, or a PoseRunner with the flip test already inside (an ONNX model,
         whose ``flip`` must be ``flip``). ``pad_batches_to`` pads every batch to that many persons: the network
-        then sees one shape, so cuDNN autotunes and torch.compile compiles once, not again for every new batch
+        then sees one shape, so torch.compile compiles (and cuDNN autotunes) once, not again for every new batch
         size, and on CUDA (runtime.cuda_graphs) the forward is replayed as one recorded CUDA graph. ``schema`` is
         the model's keypoint set (its flip pairs drive the flip test); None: that of a file carrying none
         (COCO-17 for 17 joints)."""
@@ -173,8 +173,8 @@ class Predictor:
         return CropBatch(geometry.normalize(raw), crop_to_image, centers, scales)
 
     def warm_up(self) -> None:
-        """One forward of the padded batch shape: compile, autotune and record the CUDA graph before any timed
-        work; its seconds are kept as ``warm_up_s`` (what --compile costs a command is most of them)."""
+        """One forward of the padded batch shape: compile, autotune (if asked) and record the CUDA graph before
+        any timed work; its seconds are kept as ``warm_up_s`` (what --compile costs a command is most of them)."""
         start = time.perf_counter()
         h, w = self.input_hw
         self.heatmaps(torch.zeros((self.pad_batches_to or 1, 3, h, w), device=self.runtime.device))
