@@ -321,3 +321,23 @@ def test_category_oks_gives_pycocotools_oks_in_chunks(max_pairs):
         else:
             assert ours[image].shape == theirs.shape and np.array_equal(ours[image], theirs)
     assert sum(block.size for block in ours.values()) > 5000
+
+
+def test_keypoint_results_equals_pycocotools_load_res(fixture_data):
+    """keypoint_results gives loadRes's results object: each result's id, area and box (its keypoints' extent),
+    written into the entries as loadRes writes them, and the same index."""
+    from hrpose_cli.data.coco import CocoKeypoints
+    from hrpose_cli.engine.evaluator import keypoint_results
+
+    dataset = CocoKeypoints.load(fixture_data / "person_keypoints.json")
+    rng = np.random.default_rng(5)
+    entries = [{"image_id": int(i), "category_id": 1, "keypoints": np.c_[rng.uniform(0, 500, (17, 2)),
+                                                                        rng.uniform(0, 1, 17)].ravel().tolist(),
+                "score": float(rng.uniform())} for i in rng.choice(dataset.coco.getImgIds(), 40)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ours = keypoint_results(dataset.coco, [dict(e) for e in entries])
+        theirs = dataset.coco.loadRes([dict(e) for e in entries])
+    assert ours.anns.keys() == theirs.anns.keys() and ours.imgToAnns.keys() == theirs.imgToAnns.keys()
+    for key, ann in theirs.anns.items():
+        assert ours.anns[key]["area"] == ann["area"] and ours.anns[key]["bbox"] == ann["bbox"]
+    assert ours.dataset["categories"] == theirs.dataset["categories"] and ours.getImgIds() == theirs.getImgIds()

@@ -15,25 +15,65 @@ def _variances(sigmas: np.ndarray | None) -> np.ndarray:
     return (np.asarray(COCO17.sigmas if sigmas is None else sigmas, dtype=np.float64) * 2) ** 2
 
 
+def _similarity(pred: np.ndarray, gt: np.ndarray, boxes: np.ndarray, unlabelled: np.ndarray, areas: np.ndarray,
+                variances: np.ndarray) -> np.ndarray:
+    """exp(-e) per joint for (prediction, GT) pairs given as broadcastable arrays (..., J, 3) and (..., 4), with
+    pycocotools' e = d^2 / vars / (area + eps) / 2, where d is the distance to the GT's joint or, for a GT
+    without labelled joints (``unlabelled``), to its box enlarged by the box size."""
+    xd, yd = pred[..., 0], pred[..., 1]
+    dx, dy = xd - gt[..., 0], yd - gt[..., 1]
+    x, y, w, h = (boxes[..., i, None] for i in range(4))
+    x0, x1, y0, y1 = x - w, x + w * 2, y - h, y + h * 2
+    box_dx = np.maximum(0, x0 - xd) + np.maximum(0, xd - x1)
+    box_dy = np.maximum(0, y0 - yd) + np.maximum(0, yd - y1)
+    dx = np.where(unlabelled[..., None], box_dx, dx)
+    dy = np.where(unlabelled[..., None], box_dy, dy)
+    return np.exp(-((dx**2 + dy**2) / variances / (areas[..., None] + np.spacing(1)) / 2))
+
+
+def _counted(gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each GT's joints that enter its mean, (G, J): the labelled ones, or all of them where none is; and which
+    GTs have none labelled, (G,)."""
+    labelled = gt[..., 2] > 0
+    unlabelled = ~labelled.any(axis=1)
+    return labelled | unlabelled[:, None], unlabelled
+
+
+def oks_matrix(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, pred_keypoints: np.ndarray,
+               sigmas: np.ndarray | None = None) -> np.ndarray:
+    """OKS of every prediction with every GT, (P, G), as COCOeval.computeOks computes each pair, to the bit.
+
+    Unlike computeOks this neither sorts the predictions by score nor keeps only the top maxDets: row i is
+    prediction i. Each GT's mean runs over its counted joints alone, as a contiguous row of each prediction,
+    which numpy sums in the same order as computeOks's one pair at a time (a sum with zeros in place of the
+    others can differ in the last bit, and an OKS on a threshold would then count differently).
+    """
+    gt = np.asarray(gt_keypoints, dtype=np.float64)
+    pred = np.asarray(pred_keypoints, dtype=np.float64)
+    if len(gt) == 0 or len(pred) == 0:
+        return np.zeros((len(pred), len(gt)))
+    counted, unlabelled = _counted(gt)
+    boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    similarity = _similarity(pred[:, None], gt[None], boxes[None], unlabelled[None],
+                             np.asarray(gt_areas, dtype=np.float64)[None], _variances(sigmas))
+    oks = np.empty((len(pred), len(gt)))
+    for g in range(len(gt)):
+        terms = np.ascontiguousarray(similarity[:, g][:, counted[g]])  # rows in memory order, as 1-D sums read them
+        oks[:, g] = terms.sum(axis=-1) / terms.shape[1]
+    return oks
+
+
 def oks_blocks(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, gt_counts: np.ndarray,
                pred_keypoints: np.ndarray, pred_counts: np.ndarray,
                sigmas: np.ndarray | None = None) -> list[np.ndarray]:
-    """oks_matrix of many images in one pass: image i owns the next gt_counts[i] GTs and pred_counts[i]
-    predictions of the stacked arrays, and block i is its (P_i, G_i) matrix, as COCOeval.computeOks computes
-    each pair, to the bit.
-
-    pycocotools' e = d^2 / vars / (area + eps) / 2 for every (prediction, GT, joint) pair of an image, over the
-    GT's counted joints: the labelled ones, or all of them for a GT without labelled joints (whose d is then the
-    distance to its box enlarged by the box size). Each pair's mean runs over its counted joints alone, as a
-    contiguous row, which numpy sums in the same order as computeOks's one pair at a time (a sum with zeros in
-    place of the others can differ in the last bit, and an OKS on a threshold would then count differently).
-    """
+    """oks_matrix of many images in one pass, for COCOeval over a whole set: image i owns the next gt_counts[i]
+    GTs and pred_counts[i] predictions of the stacked arrays, and block i is its (P_i, G_i) matrix, to the bit.
+    The pairs of all images are laid out one per row, and the rows of GTs with the same number of counted joints
+    are averaged together, each as a contiguous row (as oks_matrix does one GT at a time)."""
     variances = _variances(sigmas)
     joints = len(variances)
     gt = np.asarray(gt_keypoints, dtype=np.float64).reshape(-1, joints, 3)
     pred = np.asarray(pred_keypoints, dtype=np.float64).reshape(-1, joints, 3)
-    areas = np.asarray(gt_areas, dtype=np.float64).reshape(-1)
-    boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     g_counts, p_counts = np.asarray(gt_counts, dtype=np.int64), np.asarray(pred_counts, dtype=np.int64)
     sizes = g_counts * p_counts
     image = np.repeat(np.arange(len(sizes)), sizes)  # each pair's image; pairs run prediction-major
@@ -42,21 +82,11 @@ def oks_blocks(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndar
     pair_pred = (np.cumsum(p_counts) - p_counts)[image] + within // per_row
     pair_gt = (np.cumsum(g_counts) - g_counts)[image] + within % per_row
 
-    labelled = gt[..., 2] > 0
-    unlabelled_gt = ~labelled.any(axis=1)
-    xd, yd = pred[pair_pred, :, 0], pred[pair_pred, :, 1]
-    dx = xd - gt[pair_gt, :, 0]
-    dy = yd - gt[pair_gt, :, 1]
-    x, y, w, h = (boxes[pair_gt, i, None] for i in range(4))
-    x0, x1, y0, y1 = x - w, x + w * 2, y - h, y + h * 2
-    box_dx = np.maximum(0, x0 - xd) + np.maximum(0, xd - x1)
-    box_dy = np.maximum(0, y0 - yd) + np.maximum(0, yd - y1)
-    unlabelled = unlabelled_gt[pair_gt, None]
-    dx = np.where(unlabelled, box_dx, dx)
-    dy = np.where(unlabelled, box_dy, dy)
-    similarity = np.exp(-((dx**2 + dy**2) / variances / (areas[pair_gt, None] + np.spacing(1)) / 2))
-
-    counted = labelled | unlabelled_gt[:, None]
+    counted, unlabelled = _counted(gt)
+    boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    areas = np.asarray(gt_areas, dtype=np.float64).reshape(-1)
+    similarity = _similarity(pred[pair_pred], gt[pair_gt], boxes[pair_gt], unlabelled[pair_gt], areas[pair_gt],
+                             variances)
     count = counted.sum(axis=1)[pair_gt]
     oks = np.empty(len(pair_gt))
     for c in np.unique(count):
@@ -66,19 +96,6 @@ def oks_blocks(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndar
         oks[rows] = terms.sum(axis=-1) / c
     blocks = np.split(oks, np.cumsum(sizes)[:-1])
     return [block.reshape(int(p), int(g)) for block, p, g in zip(blocks, p_counts, g_counts)]
-
-
-def oks_matrix(gt_keypoints: np.ndarray, gt_areas: np.ndarray, gt_boxes: np.ndarray, pred_keypoints: np.ndarray,
-               sigmas: np.ndarray | None = None) -> np.ndarray:
-    """OKS of every prediction with every GT, (P, G), as COCOeval.computeOks computes each pair, to the bit.
-
-    Unlike computeOks this neither sorts the predictions by score nor keeps only the top maxDets: row i is
-    prediction i (oks_blocks, for one image).
-    """
-    joints = len(_variances(sigmas))
-    gt = np.asarray(gt_keypoints, dtype=np.float64).reshape(-1, joints, 3)
-    pred = np.asarray(pred_keypoints, dtype=np.float64).reshape(-1, joints, 3)
-    return oks_blocks(gt, gt_areas, gt_boxes, [len(gt)], pred, [len(pred)], sigmas)[0]
 
 
 def mean_keypoint_similarity(gt_keypoints: np.ndarray, gt_areas: np.ndarray, pred_keypoints: np.ndarray,

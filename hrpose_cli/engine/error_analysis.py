@@ -20,7 +20,7 @@ from hrpose_cli.core.keypoint_errors import (
 )
 from hrpose_cli.core.oks import oks_matrix
 from hrpose_cli.data.coco import PERSON_CATEGORY, CocoKeypoints
-from hrpose_cli.engine.evaluator import KeypointEval
+from hrpose_cli.engine.evaluator import KeypointEval, keypoint_results
 
 AREAS: dict[str, tuple[float, float]] = {"all": (0.0, 1e10), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
 MATCH_OKS = 0.1  # detections matched to a GT at this OKS get per-keypoint labels
@@ -109,7 +109,7 @@ def _evaluate(dataset: CocoKeypoints, image_ids: list[int], keypoints: np.ndarra
     entries = [{"image_id": i, "category_id": PERSON_CATEGORY, "keypoints": k, "score": float(s)}
                for i, k, s in zip(image_ids, flat, scores)]
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluation = KeypointEval(dataset.coco, dataset.coco.loadRes(entries), iouType="keypoints")
+        evaluation = KeypointEval(dataset.coco, keypoint_results(dataset.coco, entries), iouType="keypoints")
         evaluation.params.kpt_oks_sigmas = sigmas
         evaluation.params.iouThrs = np.asarray(thresholds, dtype=np.float64)
         evaluation.params.areaRng = [list(area)]

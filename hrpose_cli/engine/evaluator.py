@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from dataclasses import dataclass
 
 import numpy as np
+from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from hrpose_cli.core.oks import mean_keypoint_similarity, oks_blocks, oks_matrix
@@ -193,16 +195,40 @@ def match_images(table: ImageTable, thresholds: np.ndarray, catId: int, aRng: li
     return records
 
 
+def keypoint_results(coco: COCO, entries: list[dict]) -> COCO:
+    """coco.loadRes(entries) for keypoint results, with each result's box (its keypoints' extent), area and id
+    computed for all results at once: the same values, written into the entries as loadRes writes them."""
+    if not entries:
+        return coco.loadRes(entries)
+    image_ids = {entry["image_id"] for entry in entries}
+    assert image_ids <= set(coco.getImgIds()), "Results do not correspond to current coco set"
+    keypoints = np.array([entry["keypoints"] for entry in entries], dtype=np.float64)
+    x, y = keypoints[:, 0::3], keypoints[:, 1::3]
+    x0, x1, y0, y1 = x.min(axis=1), x.max(axis=1), y.min(axis=1), y.max(axis=1)
+    area = (x1 - x0) * (y1 - y0)
+    for index, entry in enumerate(entries):
+        entry["area"] = area[index]
+        entry["id"] = index + 1
+        entry["bbox"] = [x0[index], y0[index], x1[index] - x0[index], y1[index] - y0[index]]
+    results = COCO()
+    results.dataset["info"] = copy.deepcopy(coco.dataset.get("info", {}))
+    results.dataset["images"] = list(coco.dataset["images"])
+    results.dataset["categories"] = copy.deepcopy(coco.dataset["categories"])
+    results.dataset["annotations"] = entries
+    results.createIndex()
+    return results
+
+
 def coco_stats(dataset: CocoKeypoints, results: list[dict], sigmas: np.ndarray | None = None) -> dict[str, float]:
     """COCOeval(iouType='keypoints').stats for checked results (see data.coco.load_results), keyed by STAT_NAMES.
 
-    The entries are copied first (one level deep: pycocotools' loadRes writes area, id and bbox into them and
-    reads the rest). sigmas replaces COCO's per-joint OKS sigmas (needed for keypoint sets other than COCO-17);
+    The entries are copied first (one level deep: keypoint_results, as pycocotools' loadRes, writes area, id and
+    bbox into them and reads the rest). sigmas replaces COCO's per-joint OKS sigmas (needed for keypoint sets other than COCO-17);
     their count must match the dataset's joints.
     """
     sigmas = dataset.oks_sigmas(sigmas)
     with contextlib.redirect_stdout(io.StringIO()):
-        detections = dataset.coco.loadRes([dict(entry) for entry in results])
+        detections = keypoint_results(dataset.coco, [dict(entry) for entry in results])
         evaluation = KeypointEval(dataset.coco, detections, iouType="keypoints")
         evaluation.params.kpt_oks_sigmas = sigmas
         evaluation.evaluate()
