@@ -1,9 +1,10 @@
 """`hrpose eval --analyze`: why the AP is what it is (Ronchi & Perona, ICCV 2017; ../shared/ERROR_ANALYSIS.md).
 
 Matching is pycocotools' (COCOeval.evaluate, its per-image matching batched by evaluator.match_images into the
-same records, so every fixed AP comes from the same greedy matcher as the eval table); the per-keypoint labels, corrections and optimal scores are core.keypoint_errors. Two deliberate
-choices: area "all" is pycocotools' (every size, so the analysis' AP equals the table's AP75; coco-analyze's
-"all" leaves out small people), and the correction distance follows the stated semantics by default.
+same records, so every fixed AP comes from the same greedy matcher as the eval table); the per-keypoint labels,
+corrections and optimal scores are core.keypoint_errors. Two deliberate choices: area "all" is pycocotools'
+(every size, so the analysis' AP equals the table's AP75; coco-analyze's "all" leaves out small people), and the
+correction distance follows the stated semantics by default.
 """
 
 from __future__ import annotations
