@@ -3,7 +3,7 @@
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || return 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 export HRPOSE_SHARED_DATA=$PWD/.carry/data
-# The device's torch has no bytecode (.pyc) and its folders are not written to, so every process compiled
+# The device's torch has no bytecode (.pyc) and PYTHONDONTWRITEBYTECODE=1 is set, so every process compiled
 # torch's Python sources again: about 6 s of each `--compile` command went to importing dynamo and inductor.
 # pip writes the bytecode at install, so a user's machine has it; here it goes under a writable prefix.
 unset PYTHONDONTWRITEBYTECODE

@@ -267,7 +267,7 @@ def test_batched_matching_gives_pycocotools_records_on_random_oks():
     maxDet of 20: the order of persons, the ignored ones' last turn, crowds matched again, and the area rule."""
     from collections import defaultdict
 
-    from hrpose_cli.engine.evaluator import ImageTable, match_images
+    from hrpose_cli.engine.evaluator import ImageTable, match_images, ranked_images
 
     rng = np.random.default_rng(3)
     stub = COCOeval(iouType="keypoints")
@@ -285,7 +285,8 @@ def test_batched_matching_gives_pycocotools_records_on_random_oks():
         stub.ious[image, 1] = rng.choice(levels, (min(d, 20), g)) if g and d else []
     for area in ([0, 1e10], [32.0**2, 96.0**2], [96.0**2, 1e10]):
         theirs = [COCOeval.evaluateImg(stub, image, 1, area, 20) for image in stub.params.imgIds]
-        ours = match_images(ImageTable.build(stub, 1, 20), stub.params.iouThrs, 1, area, 20)
+        table = ImageTable.build(ranked_images(stub, 1, 20), stub.ious, 1)
+        ours = match_images(table, stub.params.iouThrs, 1, area, 20)
         assert _records_equal([ours.get(image) for image in stub.params.imgIds], theirs)
 
 
@@ -296,7 +297,7 @@ def test_category_oks_gives_pycocotools_oks_in_chunks(max_pairs):
     predictions (more than maxDets, tied scores), in one pass and in chunks of every size."""
     from collections import defaultdict
 
-    from hrpose_cli.engine.evaluator import category_oks
+    from hrpose_cli.engine.evaluator import category_oks, ranked_images
 
     rng = np.random.default_rng(4)
     stub = COCOeval(iouType="keypoints")
@@ -313,7 +314,7 @@ def test_category_oks_gives_pycocotools_oks_in_chunks(max_pairs):
         for _ in range(rng.integers(0, 26)):
             k = np.c_[rng.uniform(0, 600, (17, 2)), rng.uniform(0, 1, 17)]
             stub._dts[image, 1].append({"keypoints": k.ravel().tolist(), "score": float(rng.choice([0.3, 0.6]))})
-    ours = category_oks(stub, 1, max_pairs=max_pairs)
+    ours = category_oks(ranked_images(stub, 1, 20), stub.params.kpt_oks_sigmas, max_pairs=max_pairs)
     for image in stub.params.imgIds:
         theirs = COCOeval.computeOks(stub, image, 1)
         if len(theirs) == 0:

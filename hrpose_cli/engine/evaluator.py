@@ -30,14 +30,21 @@ class KeypointEval(COCOeval):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._ranked: dict[tuple[int, int], list[RankedImage]] = {}
         self._oks: dict[int, dict[int, np.ndarray]] = {}
         self._tables: dict[tuple[int, int], ImageTable] = {}
         self._matched: dict[tuple, dict[int, dict]] = {}
 
     def evaluate(self) -> None:
-        for cache in (self._oks, self._tables, self._matched):  # made again from this evaluation's data
+        for cache in (self._ranked, self._oks, self._tables, self._matched):  # made again from this evaluation
             cache.clear()
         super().evaluate()
+
+    def ranked(self, catId: int, max_dets: int) -> list[RankedImage]:
+        """ranked_images, made once for the OKS and the matching."""
+        if (catId, max_dets) not in self._ranked:
+            self._ranked[catId, max_dets] = ranked_images(self, catId, max_dets)
+        return self._ranked[catId, max_dets]
 
     def evaluateImg(self, imgId: int, catId: int, aRng: list[float], maxDet: int) -> dict | None:
         """pycocotools' record of one image (None without persons and detections), from the batch of its
@@ -45,7 +52,7 @@ class KeypointEval(COCOeval):
         key = (catId, float(aRng[0]), float(aRng[1]), maxDet)
         if key not in self._matched:
             if (catId, maxDet) not in self._tables:
-                self._tables[catId, maxDet] = ImageTable.build(self, catId, maxDet)
+                self._tables[catId, maxDet] = ImageTable.build(self.ranked(catId, maxDet), self.ious, catId)
             self._matched[key] = match_images(self._tables[catId, maxDet], self.params.iouThrs, catId, aRng, maxDet)
         return self._matched[key].get(imgId)
 
@@ -53,27 +60,31 @@ class KeypointEval(COCOeval):
         """pycocotools' OKS of one image (its detections best score first, at most maxDets[-1]; [] without
         persons or detections), from its category's batch, computed at the first image asked for."""
         if catId not in self._oks:
-            self._oks[catId] = category_oks(self, catId)
+            self._oks[catId] = category_oks(self.ranked(catId, self.params.maxDets[-1]), self.params.kpt_oks_sigmas)
         return self._oks[catId].get(imgId, [])
 
 
-def category_oks(evaluation: COCOeval, catId: int, max_pairs: int = 100_000) -> dict[int, np.ndarray]:
-    """COCOeval.computeOks of every image of a category with both persons and detections, by core.oks.oks_blocks
-    over as many images at a time as keep (detection, person) pairs under ``max_pairs`` (memory)."""
-    p = evaluation.params
-    images = []
-    for image_id in p.imgIds:
+RankedImage = tuple[int, list[dict], list[dict]]  # image id, its persons (gts), its detections best score first
+
+
+def ranked_images(evaluation: COCOeval, catId: int, max_dets: int) -> list[RankedImage]:
+    """Every image of evaluation.params.imgIds with persons or detections of the category, its detections sorted
+    as pycocotools sorts them (best score first, stable, as np.argsort(-score, kind="mergesort")) and cut to
+    ``max_dets``."""
+    ranked = []
+    for image_id in evaluation.params.imgIds:
         gts, dts = evaluation._gts[image_id, catId], evaluation._dts[image_id, catId]
-        if gts and dts:  # dts best score first, stable, as np.argsort(-score, kind="mergesort")
-            images.append((image_id, gts, sorted(dts, key=lambda x: -x["score"])[: p.maxDets[-1]]))
+        if gts or dts:
+            ranked.append((image_id, gts, sorted(dts, key=lambda x: -x["score"])[:max_dets]))
+    return ranked
+
+
+def category_oks(images: list[RankedImage], sigmas: np.ndarray, max_pairs: int = 100_000) -> dict[int, np.ndarray]:
+    """COCOeval.computeOks of every image with both persons and detections, by core.oks.oks_blocks over as many
+    images at a time as keep (detection, person) pairs under ``max_pairs`` (memory)."""
     result: dict[int, np.ndarray] = {}
-    start = 0
-    while start < len(images):
-        end, pairs = start, 0
-        while end < len(images) and (end == start or pairs + len(images[end][1]) * len(images[end][2]) <= max_pairs):
-            pairs += len(images[end][1]) * len(images[end][2])
-            end += 1
-        chunk = images[start:end]
+
+    def score(chunk: list[RankedImage]) -> None:
         gts = [g for _, image_gts, _ in chunk for g in image_gts]
         dts = [d for _, _, image_dts in chunk for d in image_dts]
         blocks = oks_blocks(np.array([g["keypoints"] for g in gts], dtype=np.float64),
@@ -81,9 +92,18 @@ def category_oks(evaluation: COCOeval, catId: int, max_pairs: int = 100_000) -> 
                             np.array([g["bbox"] for g in gts], dtype=np.float64),
                             [len(image_gts) for _, image_gts, _ in chunk],
                             np.array([d["keypoints"] for d in dts], dtype=np.float64),
-                            [len(image_dts) for _, _, image_dts in chunk], p.kpt_oks_sigmas)
+                            [len(image_dts) for _, _, image_dts in chunk], sigmas)
         result.update((image_id, block) for (image_id, _, _), block in zip(chunk, blocks))
-        start = end
+
+    chunk, pairs = [], 0
+    for image in (image for image in images if image[1] and image[2]):
+        if chunk and pairs + len(image[1]) * len(image[2]) > max_pairs:
+            score(chunk)
+            chunk, pairs = [], 0
+        chunk.append(image)
+        pairs += len(image[1]) * len(image[2])
+    if chunk:
+        score(chunk)
     return result
 
 
@@ -105,13 +125,9 @@ class ImageTable:
     oks: np.ndarray  # (n, d, g), -inf where padded
 
     @staticmethod
-    def build(evaluation: COCOeval, catId: int, maxDet: int) -> "ImageTable":
-        images = []
-        for image_id in evaluation.params.imgIds:
-            gts, dts = evaluation._gts[image_id, catId], evaluation._dts[image_id, catId]
-            if gts or dts:  # dts best score first, stable, as np.argsort(-score, kind="mergesort")
-                images.append((image_id, gts, sorted(dts, key=lambda x: -x["score"])[:maxDet]))
-        images.sort(key=lambda image: -len(image[2]))  # most detections first: each rank's images lead
+    def build(ranked: list[RankedImage], ious: dict, catId: int) -> "ImageTable":
+        """The table of ranked_images, with COCOeval's ``ious`` of the category (category_oks)."""
+        images = sorted(ranked, key=lambda image: -len(image[2]))  # most detections first: each rank's images lead
         n = len(images)
         g_max = max((len(gts) for _, gts, _ in images), default=0)
         d_max = max((len(dts) for _, _, dts in images), default=0)
@@ -132,7 +148,7 @@ class ImageTable:
                 table.dt_area[i, :d] = [x["area"] for x in dts]
                 table.dt_score[i, :d] = [x["score"] for x in dts]
             if g and d:
-                table.oks[i, :d, :g] = evaluation.ious[image_id, catId][:d]
+                table.oks[i, :d, :g] = ious[image_id, catId][:d]
         return table
 
 
@@ -223,8 +239,8 @@ def coco_stats(dataset: CocoKeypoints, results: list[dict], sigmas: np.ndarray |
     """COCOeval(iouType='keypoints').stats for checked results (see data.coco.load_results), keyed by STAT_NAMES.
 
     The entries are copied first (one level deep: keypoint_results, as pycocotools' loadRes, writes area, id and
-    bbox into them and reads the rest). sigmas replaces COCO's per-joint OKS sigmas (needed for keypoint sets other than COCO-17);
-    their count must match the dataset's joints.
+    bbox into them and reads the rest). sigmas replaces COCO's per-joint OKS sigmas (needed for keypoint sets
+    other than COCO-17); their count must match the dataset's joints.
     """
     sigmas = dataset.oks_sigmas(sigmas)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -234,8 +234,8 @@ class HighResolutionModule(nn.Module):
             fuse_layers.append(nn.ModuleList(fuse_layer))
         return nn.ModuleList(fuse_layers)
 
-    # HighResolutionModule.upsampled_fuse compiled (engine.compiling.compile_regions), shared by all modules: a plain
-    # function, not a bound method, so that a deep copy of a compiled network fuses its own layers.
+    # HighResolutionModule.upsampled_fuse compiled (engine.compiling.compile_regions), shared by all modules: a
+    # plain function, not a bound method, so that a deep copy of a compiled network fuses its own layers.
     compiled_fuse: Callable[["HighResolutionModule", list[torch.Tensor]], list[torch.Tensor]] | None = None
 
     def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -248,7 +248,7 @@ class HighResolutionModule(nn.Module):
         # through a generic reduction: an eager W32 training step (bf16, batch 128, one H100) ran 858 and 909
         # images/s with them against 923 and 972 upsampled, the official network's 907 and 888, in two runs
         # (benchmarks/train_step_probe.py).
-        return (HighResolutionModule.upsampled_fuse if torch.is_grad_enabled() else HighResolutionModule.fuse)(self, xs)
+        return self.upsampled_fuse(xs) if torch.is_grad_enabled() else self.fuse(xs)
 
     def fuse(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Every output branch's sum of all inputs brought to its resolution, through a ReLU.
