@@ -17,7 +17,8 @@ from hrpose_cli.core.schema import (COCO17, UNIFORM_SIGMA, KeypointSchema, from_
                                     infer_joint_weights, infer_upper_body)
 from hrpose_cli.data.coco import CocoKeypoints
 from hrpose_cli.errors import HrposeError
-from hrpose_cli.model.checkpoints import checkpoint_schema, read_checkpoint
+from hrpose_cli.model.checkpoints import checkpoint_schema, read_checkpoint, save_checkpoint
+from hrpose_cli.model.hrnet import HRNetConfig
 
 runner = CliRunner()
 BODY13 = REPO / "tests" / "data" / "body13_keypoints.json"
@@ -239,10 +240,16 @@ def test_joint_weights_on_off_list_and_the_old_flag(tmp_path, fixture_data):
     assert_one_line_error(result, "--joint-weights: 2 joint weights given, but the set has 13 keypoints")
 
 
-def test_coco17_checkpoints_stay_coco17(tiny_weights):
+def test_coco17_checkpoints_stay_coco17(tiny_weights, tmp_path):
     assert checkpoint_schema(tiny_weights) is COCO17
     assert checkpoint_schema(None) is COCO17  # the default model
     assert CocoKeypoints.load(REPO / "tests" / "data" / "person_keypoints.json").schema is COCO17
+    # A run on COCO-17 data writes the set into its checkpoints: it still reads as the one COCO-17.
+    checkpoint = read_checkpoint(tiny_weights)
+    named = save_checkpoint(tmp_path / "named.pt", checkpoint["state_dict"], HRNetConfig(**checkpoint["config"]),
+                            keypoints=COCO17.to_dict())
+    assert read_checkpoint(named)["keypoints"] == COCO17.to_dict()
+    assert checkpoint_schema(named) is COCO17
 
 
 # -- the mouse (real DeepLabCut data; not shipped: its data README allows no copies) ----------------------
