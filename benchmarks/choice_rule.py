@@ -5,12 +5,13 @@ with MoveNet on the two set-aside sets, GT boxes, flip test, original images, on
 
 `--splits` is the folder of `split_setaside.py` and `teacher_labels.py` (train_default_model.sh makes it):
 people_setaside_teacher.json with people_setaside_images/, setaside_teacher.json with setaside_images/. A model
-passes when its mean is at least 0.005 above the shipped model's (0.7897 when the rule was written).
+passes when its mean is at least 0.005 above the shipped model's (0.7897 when the rule was written; 0.8003 since
+call 19's model shipped on 2026-12-06).
 
 From 2026-12-04 the rule also has a guard against forgetting, written before any model was measured by it:
 the GT AP on fashion17's 800 training images (`--splits`' fashion17_train.json from split_fashion17.py, images
-in `--data`/fashion17/images) must stay within 0.01 of the shipped model's 0.9103. Training images, so the
-guard sees forgetting, not generalisation; fashion17's 200 held-out images stay unseen. (Call 14's W14 passed
+in `--data`/fashion17/images) must stay within 0.01 of the shipped model's (0.9103; 0.9072 since call 19).
+Training images, so the guard sees forgetting, not generalisation; fashion17's 200 held-out images stay unseen. (Call 14's W14 passed
 the mean but had fallen to 0.854 there, and to 0.743 on the held-out images, measured after it was chosen.)
 """
 
@@ -23,8 +24,8 @@ from hrpose_cli.errors import HrposeError
 
 SETS = (("people/", "people_setaside_teacher.json", "people_setaside_images"),
         ("labelled", "setaside_teacher.json", "setaside_images"))
-SHIPPED_MEAN, MARGIN = 0.7897, 0.005
-SHIPPED_GUARD, GUARD_DROP = 0.9103, 0.01  # `hrpose eval --device cpu --ann runs/splits/fashion17_train.json ...`
+SHIPPED_MEAN, MARGIN = 0.8003, 0.005  # call 19's model (0.9347 and 0.6660)
+SHIPPED_GUARD, GUARD_DROP = 0.9072, 0.01  # `hrpose eval --device cpu --ann runs/splits/fashion17_train.json ...`
 
 
 def agreements(weights: Path, splits: Path, data: Path, precision: str = "fp32") -> list[float]:

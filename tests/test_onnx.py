@@ -158,8 +158,13 @@ def test_readme_snippet_runs_without_hrpose(default_onnx, fixture_data, tmp_path
                                  "--workers", "0", "--json", str(tmp_path / "p.json")])
     assert result.exit_code == 0, result.output
     expected = np.array(json.loads((tmp_path / "p.json").read_text())[0]["keypoints"]).reshape(-1, 3)
-    # OpenCV's bilinear warp weighs in 1/32 pixel steps, hrpose's in float: the crops differ by a grey level here and there
-    assert got.shape == (17, 3) and np.abs(got[:, :2] - expected[:, :2]).max() < 0.5
+    # OpenCV's bilinear warp weighs in 1/32 pixel steps, hrpose's in float: the crops differ by a grey level here and
+    # there. That moves a joint by less than 0.5 px or, where a peak's two neighbours score almost alike, turns its
+    # quarter-cell offset the other way: half a heatmap cell apart (the crop is 1.25 x the box's height, 64 cells).
+    half_cell = 0.5 * 1.25 * box[3] / 64
+    error = np.abs(got[:, :2] - expected[:, :2])
+    turned = np.abs(error - half_cell) < 0.02  # the snippet prints 2 decimals
+    assert got.shape == (17, 3) and np.all((error < 0.5) | turned) and turned.sum() <= 1, (error, half_cell)
     assert np.abs(got[:, 2] - expected[:, 2]).max() < 0.02
 
 
