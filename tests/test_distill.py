@@ -18,6 +18,7 @@ from hrpose_cli.data.augment import CropParams, crop_geometry
 from hrpose_cli.data.images import PackedImages, read_image
 from hrpose_cli.data.train_data import load_person_table
 from hrpose_cli.engine.distill import Distiller
+from hrpose_cli.engine.trainer import fitted_epochs
 from hrpose_cli.model.checkpoints import read_checkpoint
 
 runner = CliRunner()
@@ -123,6 +124,18 @@ def test_time_limit_shortens_the_run_and_its_schedule(tmp_path, fixture_data):
     config = json.loads((run / "config.json").read_text())
     assert config["epochs"] == 1 and config["run"]["lr_milestones"] == [1, 1]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_time_limit_waits_for_an_estimate_without_the_start_up():
+    """A run resumed near its end (epoch 321 of 420, lr drops at 340 and 400): its first epoch carries the
+    start-up (25 s against 3 s an epoch). Refitting on it alone would shrink the schedule to 339 epochs, the
+    next epoch's lr past both drops, and grow it back an epoch later; the refit waits for the second epoch."""
+    assert fitted_epochs(321, [25.0], 480, 420, 420) == 420
+    assert fitted_epochs(322, [25.0, 28.0], 480, 420, 420) == 420  # 3 s an epoch: the 98 left fit
+    assert fitted_epochs(321, [25.0], 240, 420, 420) == 420
+    assert fitted_epochs(322, [25.0, 28.0], 240, 420, 420) == 392  # 212 s left at 3 s an epoch: 70 more
+    assert fitted_epochs(1, [20.0], 30, 50, 50) == 1  # the first epoch used more than half the limit: stop
+    assert fitted_epochs(3, [20.0, 30.0, 40.0], 600, 50, 50) == 50  # never past --epochs
 
 
 @pytest.mark.parametrize("args, words", [

@@ -52,6 +52,22 @@ STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "A
 # ---------------------------------------------------------------------------------------------------
 
 
+def fitted_epochs(epoch: int, ends: list[float], limit_s: float, current: int, most: int) -> int:
+    """The run's total epochs under --time-limit after ``epoch``, from the seconds at which this process's
+    epochs ended (``ends``, validation included): as many as the time left holds at the mean epoch time so
+    far, at most ``most`` (--epochs) and at least ``epoch``.
+
+    The first epoch of a process carries its start-up, so it alone is no estimate: it changes ``current``
+    only when it has used half the limit. Otherwise a run resumed near its end would shrink its schedule for
+    one epoch (the lr past both drops) and grow it back after the next.
+    """
+    if len(ends) == 1 and ends[0] < limit_s / 2:
+        return current
+    per_epoch = (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else ends[0]
+    fit = epoch + int(max(limit_s - ends[-1], 0.0) // max(per_epoch, 1e-9))
+    return max(epoch, min(most, fit))
+
+
 class _Trainer:
     def __init__(self, config: TrainConfig, reporter: TrainReporter | None):
         self.requested = config
@@ -334,20 +350,15 @@ class _Trainer:
         return self.ema.model if self.ema is not None else self.raw_model
 
     def _fit_time_limit(self, epoch: int, elapsed_s: float) -> None:
-        """With --time-limit, fit the run (at most --epochs) to the time left, lr schedule included.
-
-        After every epoch the epochs still to come are re-estimated from the time left and the mean epoch
-        time so far (validation included; the first epoch, which carries the start-up, only until there is a
-        second). The new total is rank 0's, and is written to config.json so that --resume keeps the schedule.
-        """
+        """With --time-limit, fit the run (at most --epochs) to the time left, lr schedule included
+        (``fitted_epochs``). The new total is rank 0's, and is written to config.json so that --resume keeps
+        the schedule."""
         if self.config.time_limit is None:
             return
         self.epoch_ends.append(elapsed_s)
-        ends = self.epoch_ends
-        per_epoch = (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else ends[0]
-        remaining = self.config.time_limit * 60 - elapsed_s
-        fit = epoch + int(max(remaining, 0.0) // max(per_epoch, 1e-9))
-        total = torch.tensor(max(epoch, min(self.max_epochs, fit)), device=self.runtime.device)
+        proposed = fitted_epochs(epoch, self.epoch_ends, self.config.time_limit * 60, self.config.epochs,
+                                 self.max_epochs)
+        total = torch.tensor(proposed, device=self.runtime.device)
         if self.dist.enabled:
             dist.broadcast(total, 0)
         total = int(total)
