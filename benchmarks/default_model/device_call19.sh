@@ -11,7 +11,7 @@
 # (Not --time-limit: it refits the schedule to one process's time, and its first estimate carries the start-up.)
 # Each call brings back the run's weight average so far (fp16, 15 MB) and the metrics. It ran so on 2026-12-06
 # (seed 36; README, call 19), and its model shipped. Run again, it starts from the model shipped then; SEED=N
-# gives a new seed for such a run. Carry [".carry/fm.zip",
+# gives a new seed for such a run, MIXUP=P another mixup probability (0: none, to part length from mixup). Carry [".carry/fm.zip",
 # ".teacher", ".whl"], call16_S_w18.int8.pt moved out of the tree (64 MiB in all).
 # Chosen here on the CPU by the rule of 2026-12-04: the candidate is the last weight average of the finished
 # schedule (L.pt; if the machine is lost before the end, the last one that came back, named as such), and it
@@ -28,7 +28,7 @@ for s in fashion17 pelota badminton; do L="$L --train-ann $D/$s/annotations.json
 for s in ccp humanseg cctv; do L="$L --unlabelled-ann $D/$s/annotations.json --unlabelled-images $D/$s/images"; done
 COMMON="--val-ann $D/setaside/annotations.json --val-images $D/setaside/images --recipe strong --ema 0.999
  --epochs 420 --batch 128 --lr 0.0003 --warmup-epochs 2 --val-every 20 --workers 7 --log-every 1000 --save-every 5
- --teacher .teacher/movenet-thunder.json --teacher-mode match --mixup 0.3"
+ --teacher .teacher/movenet-thunder.json --teacher-mode match --mixup ${MIXUP:-0.3}"
 case ${PHASE:?start, resume or finish} in
   start) timeout -s INT -k 20 ${TL_S:-500} hrpose train $L $COMMON --weights assets/hrpose_default.pt --seed ${SEED:-36} \
            --out $RUN > $OUT/train.log 2>&1; RC=$?; NAME=P1 ;;
