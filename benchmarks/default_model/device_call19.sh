@@ -8,11 +8,12 @@
 #   PHASE=start  OUT=$OUT bash benchmarks/default_model/device_call19.sh   (trains until TL_S seconds, then stops)
 #   PHASE=resume OUT=$OUT bash benchmarks/default_model/device_call19.sh   (--resume, the same)
 #   PHASE=finish OUT=$OUT bash benchmarks/default_model/device_call19.sh   (--resume to the end, at most TL_S s)
-# (Not --time-limit: it refits the schedule to one process's time, and its first estimate carries the start-up.)
+# (Not --time-limit: it refits the schedule to the time of one process.)
 # Each call brings back the run's weight average so far (fp16, 15 MB) and the metrics. It ran so on 2026-12-06
 # (seed 36; README, call 19), and its model shipped. Run again, it starts from the model shipped then; SEED=N
-# gives a new seed for such a run, MIXUP=P another mixup probability (0: none, to part length from mixup). Carry [".carry/fm.zip",
-# ".teacher", ".whl"], call16_S_w18.int8.pt moved out of the tree (64 MiB in all).
+# gives a new seed for such a run, MIXUP=P another mixup probability (0: none, to part length from mixup), and
+# the rule's marks are then choice_rule.py's current ones. Carry [".carry/fm.zip", ".teacher", ".whl"],
+# call16_S_w18.int8.pt moved out of the tree (64 MiB in all).
 # Chosen here on the CPU by the rule of 2026-12-04: the candidate is the last weight average of the finished
 # schedule (L.pt; if the machine is lost before the end, the last one that came back, named as such), and it
 # replaces the shipped model only if `python benchmarks/choice_rule.py L.pt` gives a mean agreement >= 0.7947
