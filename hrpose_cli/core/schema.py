@@ -200,9 +200,10 @@ class KeypointSchema:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str) -> KeypointSchema:
-        """The inverse of to_dict; a bad entry is a one-line error naming ``source``."""
+        """The inverse of to_dict (COCO-17's entry gives COCO17 itself, the one instance); a bad entry is a
+        one-line error naming ``source``."""
         try:
-            return cls(
+            schema = cls(
                 names=tuple(data["names"]),
                 skeleton=tuple(tuple(p) for p in data["skeleton"]),
                 flip_pairs=tuple(tuple(p) for p in data["flip_pairs"]),
@@ -214,6 +215,7 @@ class KeypointSchema:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise HrposeError(f"{source}: bad keypoint set ({type(err).__name__}: {err})") from None
+        return COCO17 if schema == COCO17 else schema
 
     def with_options(
         self,

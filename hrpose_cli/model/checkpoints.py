@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hrpose_cli.core.schema import COCO17, KeypointSchema, for_joints
+from hrpose_cli.core.schema import KeypointSchema, for_joints
 from hrpose_cli.resources import asset_path
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import atomic_write
@@ -94,7 +94,7 @@ def _schema_of(path: Path, obj: Mapping[str, Any], num_joints: int) -> KeypointS
     schema = KeypointSchema.from_dict(entry, str(path))
     if schema.num_joints != num_joints:
         raise HrposeError(f"{path}: its keypoint set names {schema.num_joints} keypoints, its network predicts {num_joints}")
-    return COCO17 if schema == COCO17 else schema  # one COCO-17, however the file names it
+    return schema
 
 
 def _strip_wrappers(state_dict: Mapping[str, Any]) -> dict[str, Any]:
