@@ -11,8 +11,10 @@
 # (Not --time-limit: it refits the schedule to the time of one process.)
 # Each call brings back the run's weight average so far (fp16, 15 MB) and the metrics. It ran so on 2026-12-06
 # (seed 36; README, call 19), and its model shipped. Run again, it starts from the model shipped then; SEED=N
-# gives a new seed for such a run, MIXUP=P another mixup probability (0: none, to part length from mixup), and
-# the rule's marks are then choice_rule.py's current ones. Carry [".carry/fm.zip", ".teacher", ".whl"],
+# gives a new seed for such a run, MIXUP=P another mixup probability (0: none, to part length from mixup),
+# EPOCHS=N another schedule length (the lr drops at 170/210 and 200/210 of it), and the rule's marks are then
+# choice_rule.py's current ones. GPU_TESTS=1 runs the GPU tests (tests/test_gpu.py, test_distill.py) before
+# the start phase trains (call 20, README). Carry [".carry/fm.zip", ".teacher", ".whl"],
 # call16_S_w18.int8.pt moved out of the tree (64 MiB in all).
 # Chosen here on the CPU by the rule of 2026-12-04: the candidate is the last weight average of the finished
 # schedule (L.pt; if the machine is lost before the end, the last one that came back, named as such), and it
@@ -28,8 +30,11 @@ L="$L $L $L $L"
 for s in fashion17 pelota badminton; do L="$L --train-ann $D/$s/annotations.json --train-images $D/$s/images"; done
 for s in ccp humanseg cctv; do L="$L --unlabelled-ann $D/$s/annotations.json --unlabelled-images $D/$s/images"; done
 COMMON="--val-ann $D/setaside/annotations.json --val-images $D/setaside/images --recipe strong --ema 0.999
- --epochs 420 --batch 128 --lr 0.0003 --warmup-epochs 2 --val-every 20 --workers 7 --log-every 1000 --save-every 5
+ --epochs ${EPOCHS:-420} --batch 128 --lr 0.0003 --warmup-epochs 2 --val-every 20 --workers 7 --log-every 1000 --save-every 5
  --teacher .teacher/movenet-thunder.json --teacher-mode match --mixup ${MIXUP:-0.3}"
+if [ "${GPU_TESTS:-0}" = 1 ] && [ "$PHASE" = start ]; then
+  timeout 170 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_distill.py 2>&1 | tail -4
+fi
 case ${PHASE:?start, resume or finish} in
   start) timeout -s INT -k 20 ${TL_S:-500} hrpose train $L $COMMON --weights assets/hrpose_default.pt --seed ${SEED:-36} \
            --out $RUN > $OUT/train.log 2>&1; RC=$?; NAME=P1 ;;
