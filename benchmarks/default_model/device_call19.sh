@@ -13,9 +13,12 @@
 # (seed 36; README, call 19), and its model shipped. Run again, it starts from the model shipped then; SEED=N
 # gives a new seed for such a run, MIXUP=P another mixup probability (0: none, to part length from mixup),
 # EPOCHS=N another schedule length (the lr drops at 170/210 and 200/210 of it), and the rule's marks are then
-# choice_rule.py's current ones. GPU_TESTS=1 runs the GPU tests (tests/test_gpu.py, test_distill.py) before
-# the start phase trains (call 20, README). Carry [".carry/fm.zip", ".teacher", ".whl"],
-# call16_S_w18.int8.pt moved out of the tree (64 MiB in all).
+# choice_rule.py's current ones. GPU_TESTS=1 runs the GPU tests (tests/test_gpu.py, test_distill.py; up to
+# 170 s) before the start phase trains, so TL_S must then leave 170 s more of the call's 600 (call 20's
+# TL_S=430 did not: the call was cut before its export, README). START=W starts from another model than the
+# shipped one; an `int8_weights.py` pack is unpacked first (call 20's end:
+# benchmarks/default_model/call20_L2_w16.int8.pt). Carry [".carry/fm.zip", ".teacher", ".whl"], with
+# call16_S_w18.int8.pt moved out of the tree (64 MiB in all; with that START, assets/hrpose_default.pt too).
 # Chosen here on the CPU by the rule of 2026-12-04: the candidate is the last weight average of the finished
 # schedule (L.pt; if the machine is lost before the end, the last one that came back, named as such), and it
 # replaces the shipped model only if `python benchmarks/choice_rule.py L.pt` gives a mean agreement >= 0.7947
@@ -35,8 +38,13 @@ COMMON="--val-ann $D/setaside/annotations.json --val-images $D/setaside/images -
 if [ "${GPU_TESTS:-0}" = 1 ] && [ "$PHASE" = start ]; then
   timeout 170 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_distill.py 2>&1 | tail -4
 fi
+START=${START:-assets/hrpose_default.pt}
+if [ "$PHASE" = start ] && [ "${START%.int8.pt}" != "$START" ]; then
+  python3 benchmarks/int8_weights.py unpack "$START" /tmp/start.pt || exit 1
+  START=/tmp/start.pt
+fi
 case ${PHASE:?start, resume or finish} in
-  start) timeout -s INT -k 20 ${TL_S:-500} hrpose train $L $COMMON --weights assets/hrpose_default.pt --seed ${SEED:-36} \
+  start) timeout -s INT -k 20 ${TL_S:-500} hrpose train $L $COMMON --weights $START --seed ${SEED:-36} \
            --out $RUN > $OUT/train.log 2>&1; RC=$?; NAME=P1 ;;
   resume) timeout -s INT -k 20 ${TL_S:-500} hrpose train --resume --out $RUN > $OUT/train.log 2>&1; RC=$?; NAME=P2 ;;
   finish) timeout -s INT -k 20 ${TL_S:-560} hrpose train --resume --out $RUN > $OUT/train.log 2>&1; RC=$?; NAME=L ;;
