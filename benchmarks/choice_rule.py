@@ -28,9 +28,9 @@ SHIPPED_MEAN, MARGIN = 0.8003, 0.005  # call 19's model (0.9347 and 0.6660)
 SHIPPED_GUARD, GUARD_DROP = 0.9072, 0.01  # `hrpose eval --device cpu --ann runs/splits/fashion17_train.json ...`
 
 
-def agreements(weights: Path, splits: Path, data: Path, precision: str = "fp32") -> list[float]:
+def agreements(weights: Path, splits: Path, data: Path, precision: str = "fp32", decode: str = "argmax") -> list[float]:
     """The two teacher agreements, then the guard's GT AP on fashion17's training images."""
-    model = hrpose_cli.load(weights, device="cpu", detector=False, precision=precision)
+    model = hrpose_cli.load(weights, device="cpu", detector=False, precision=precision, decode=decode)
     values = [model.evaluate(splits / ann, splits / images).stats["AP"] for _, ann, images in SETS]
     return values + [model.evaluate(splits / "fashion17_train.json", data / "fashion17" / "images").stats["AP"]]
 
@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="for fashion17/images")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                         help="fp32 (the rule's) or bf16, to compare them [fp32]")
+    parser.add_argument("--decode", default="argmax", choices=("argmax", "dark"),
+                        help="heatmap decoding: argmax (the rule's) or dark, to compare them [argmax]")
     args = parser.parse_args()
     needed = [args.splits / name for _, ann, images in SETS for name in (ann, images)]
     needed += [args.splits / "fashion17_train.json", args.data / "fashion17" / "images"]
@@ -53,7 +55,7 @@ def main() -> None:
           f"passes (mean >= {need:.4f}, guard >= {floor:.4f})")
     try:
         for weights in args.models:
-            *values, guard = agreements(weights, args.splits, args.data, args.precision)
+            *values, guard = agreements(weights, args.splits, args.data, args.precision, args.decode)
             mean = sum(values) / len(values)
             cells = " | ".join(f"{v:.4f}" for v in values)
             passes = mean >= need and guard >= floor
