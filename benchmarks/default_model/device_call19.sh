@@ -24,6 +24,7 @@
 # replaces the shipped model only if `python benchmarks/choice_rule.py L.pt` gives a mean agreement >= 0.7947
 # and fashion17 train >= 0.9003. coco-real val and fashion17's held-out images are measured only after that.
 set -u
+: "${PHASE:?start, resume or finish}"
 source benchmarks/device_setup.sh || exit 1
 [ -d .carry/fm ] || (cd .carry && python3 -m zipfile -e fm.zip .) || exit 1
 D=.carry/fm
