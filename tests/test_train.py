@@ -96,11 +96,18 @@ def test_loss_is_the_official_weighted_mse():
 
 
 def test_schedule_scales_the_milestones_and_warms_up():
-    assert optim.milestones(210) == (170, 200)
-    assert optim.lr_factor(170, 0, 10, 210, 0) == 1.0 and optim.lr_factor(171, 0, 10, 210, 0) == pytest.approx(0.1)
-    assert optim.lr_factor(201, 5, 10, 210, 0) == pytest.approx(0.01)
-    assert optim.lr_factor(1, 0, 10, 210, 2) == pytest.approx(1 / 20)
-    assert optim.lr_factor(2, 9, 10, 210, 2) == 1.0
+    drops = optim.milestones(210)
+    assert drops == (170, 200)
+    assert optim.lr_factor(170, 0, 10, drops, 0) == 1.0 and optim.lr_factor(171, 0, 10, drops, 0) == pytest.approx(0.1)
+    assert optim.lr_factor(201, 5, 10, drops, 0) == pytest.approx(0.01)
+    assert optim.lr_factor(1, 0, 10, drops, 2) == pytest.approx(1 / 20)
+    assert optim.lr_factor(2, 9, 10, drops, 2) == 1.0
+
+
+def test_schedule_takes_given_lr_steps_or_none():
+    assert optim.milestones(210, [100]) == (100,) and optim.milestones(210, []) == ()
+    assert optim.lr_factor(101, 0, 10, (100,), 0) == pytest.approx(0.1)
+    assert optim.lr_factor(500, 3, 10, (), 0) == 1.0
 
 
 # -- the plan ---------------------------------------------------------------------------------------
@@ -201,6 +208,22 @@ def test_save_every_writes_last_pt_on_its_cadence_and_after_the_last_epoch(tmp_p
     assert whole.history[-1]["loss"] == b["train_state"]["history"][-1]["loss"]
 
 
+def test_cli_lr_steps_set_the_schedule_and_are_kept_on_resume(tmp_path, fixture_data):
+    ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 2, min_joints=5)
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({"model": TINY, "device": "cpu", "workers": 0, "epochs": 3, "batch": 2, "lr": 0.01}))
+    base = ["--config", str(cfg), "--train-ann", str(ann), "--train-images", str(fixture_data / "images")]
+    for steps, factors in (("1,2", [1, 0.1, 0.01]), ("none", [1, 1, 1])):
+        out = tmp_path / steps.replace(",", "_")
+        result = run_cli(*base, "--lr-steps", steps, "--out", str(out))
+        assert result.exit_code == 0, result.output
+        lrs = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert lrs == pytest.approx([0.01 * f for f in factors])
+        saved = json.loads((out / "config.json").read_text())
+        assert saved["lr_steps"] == saved["run"]["lr_milestones"] == ([1, 2] if steps == "1,2" else [])
+    assert "--lr-steps differs" in one_line_error(run_cli("--resume", "--out", str(out), "--lr-steps", "2"))
+
+
 def test_cli_resume_of_a_finished_run_and_changed_options(tmp_path, fixture_data):
     ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 2, min_joints=5)
     cfg = tmp_path / "tiny.json"
@@ -273,6 +296,9 @@ def test_cli_annotation_without_usable_person(tmp_path, fixture_data):
     (["--recipe", "fancy"], "--recipe"),
     (["--ema", "1"], "--ema"),
     (["--ema", "-0.5"], "--ema"),
+    (["--lr-steps", "200,170"], "increasing"),
+    (["--lr-steps", "ten"], "--lr-steps"),
+    (["--lr-steps", "5", "--time-limit", "1"], "--time-limit"),
 ])
 def test_cli_bad_option_values(tmp_path, fixture_data, args, words):
     line = one_line_error(run_cli("--train-ann", str(fixture_data / "person_keypoints.json"), "--train-images",

@@ -45,7 +45,8 @@ def train(
     sigmas: Annotated[Optional[str], typer.Option("--sigmas", help="OKS sigmas s1,s2,... of the keypoint set, one per keypoint, for validation AP; stored with the model. \\[default: COCO's for COCO-17, else one uniform value, with a warning]", show_default=False, rich_help_panel=_P)] = None,
     flip_pairs: Annotated[Optional[str], typer.Option("--flip-pairs", help="Left/right keypoint pairs a:b,c:d (names or indices; none for none) that flipping swaps. \\[default: from left/right names]", show_default=False, rich_help_panel=_P)] = None,
     upper_body: Annotated[Optional[str], typer.Option("--upper-body", help="Keypoints of the upper body for half-body crops, a,b,... (names or indices; none turns them off). \\[default: those above the hips on average]", show_default=False, rich_help_panel=_P)] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs; the lr drops x0.1 at 170/210 and 200/210 of them. \\[default: 210]", show_default=False, rich_help_panel=_M)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs; the lr drops x0.1 at 170/210 and 200/210 of them unless --lr-steps says otherwise. \\[default: 210]", show_default=False, rich_help_panel=_M)] = None,
+    lr_steps: Annotated[Optional[str], typer.Option("--lr-steps", help="Epochs after which the lr drops x0.1, e1,e2,... (the official LR_STEP; mmpose's milestones), or none for a constant lr. \\[default: 170/210 and 200/210 of --epochs]", show_default=False, rich_help_panel=_M)] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Persons per batch PER PROCESS (global batch = batch x processes). \\[default: 32]", show_default=False, rich_help_panel=_M)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate. \\[default: 0.001]", show_default=False, rich_help_panel=_M)] = None,
     warmup_epochs: Annotated[Optional[float], typer.Option("--warmup-epochs", help="Linear lr warm-up over this many epochs, per step. \\[default: 0]", show_default=False, rich_help_panel=_M)] = None,
@@ -107,6 +108,7 @@ def train(
         "upper_body": upper_body,
         "augment": augment,
         "epochs": epochs,
+        "lr_steps": _lr_steps(lr_steps),
         "batch": batch,
         "lr": lr,
         "warmup_epochs": warmup_epochs,
@@ -167,6 +169,18 @@ def _joint_weights(text: Optional[str], off: bool) -> bool | list[float] | None:
         return [float(v) for v in text.split(",")]
     except ValueError:
         raise HrposeError(f"--joint-weights {text!r}: expected on, off or one number per keypoint, w1,w2,...") from None
+
+
+def _lr_steps(text: Optional[str]) -> list[int] | None:
+    """--lr-steps e1,e2,...|none -> TrainConfig.lr_steps (the range is checked with the other options)."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise HrposeError(f"--lr-steps {text!r}: expected whole numbers of epochs e1,e2,... or none") from None
 
 
 def _resolve_config(given: dict[str, Any], config_file: Optional[Path], resume: bool, say: bool) -> "train_config.TrainConfig":

@@ -18,15 +18,19 @@ def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tens
     return 0.5 * (weight[:, :, None, None] * (pred - target).pow(2)).mean()
 
 
-def milestones(epochs: int) -> tuple[int, int]:
-    """Epochs (0-based counts of finished epochs) after which the lr drops x0.1: 170 and 200 of 210, scaled."""
+def milestones(epochs: int, steps: list[int] | None = None) -> tuple[int, ...]:
+    """Epochs (counts of finished epochs) after which the lr drops x0.1: ``steps`` when given (--lr-steps; empty
+    for a constant lr), else the official 170 and 200 of 210, scaled to ``epochs``."""
+    if steps is not None:
+        return tuple(steps)
     return round(170 / 210 * epochs), round(200 / 210 * epochs)
 
 
-def lr_factor(epoch: int, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float) -> float:
-    """Multiplier of the base lr at ``step`` (0-based) of ``epoch`` (1-based): MultiStep x0.1, linear warm-up per step."""
+def lr_factor(epoch: int, step: int, steps_per_epoch: int, drops: tuple[int, ...], warmup_epochs: float) -> float:
+    """Multiplier of the base lr at ``step`` (0-based) of ``epoch`` (1-based): x0.1 after each of ``drops``
+    (``milestones``), linear warm-up per step."""
     done = epoch - 1
-    factor = 0.1 ** sum(done >= m for m in milestones(epochs))
+    factor = 0.1 ** sum(done >= m for m in drops)
     warmup_steps = warmup_epochs * steps_per_epoch
     if warmup_steps > 0:
         factor *= min(1.0, (done * steps_per_epoch + step + 1) / warmup_steps)

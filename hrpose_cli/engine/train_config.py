@@ -51,6 +51,7 @@ class TrainConfig:
     flip_pairs: str | None = None
     upper_body: str | None = None
     epochs: int = 210
+    lr_steps: list[int] | None = None  # None: the official 170/210 and 200/210 of epochs; []: a constant lr
     batch: int = 32
     lr: float = 1e-3
     warmup_epochs: float = 0.0
@@ -95,6 +96,8 @@ class TrainConfig:
             self.joint_weights = list(self.joint_weights)
         if self.sigmas is not None:
             self.sigmas = [float(s) for s in self.sigmas]
+        if self.lr_steps is not None:
+            self.lr_steps = list(self.lr_steps)
 
     # -- checks and derived values ------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
@@ -126,6 +129,13 @@ class TrainConfig:
             bad("--workers", self.workers, "must be 0 or more")
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("--lr", self.lr, "must be a positive number")
+        if self.lr_steps is not None:
+            steps = self.lr_steps
+            if not all(isinstance(v, int) and v >= 1 for v in steps) or sorted(set(steps)) != steps:
+                bad("--lr-steps", ",".join(map(str, steps)), "must be increasing whole numbers of epochs, at least 1")
+            if steps and self.time_limit is not None:
+                bad("--lr-steps", ",".join(map(str, steps)),
+                    "fixed epochs cannot follow --time-limit, which refits the schedule (leave it out, or give none)")
         if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
             bad("--warmup-epochs", self.warmup_epochs, "must be 0 or more")
         if self.sigma is not None and not (math.isfinite(self.sigma) and self.sigma > 0):

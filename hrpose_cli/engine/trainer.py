@@ -208,7 +208,7 @@ class _Trainer:
             "sigma": self.batches.sigma,
             "joint_weights": self.config.use_joint_weights,
             "keypoints": self.schema.to_dict(),
-            "lr_milestones": list(milestones(self.config.epochs)),
+            "lr_milestones": list(milestones(self.config.epochs, self.config.lr_steps)),
         }
         write_json(self.run_dir / "config.json", data)
 
@@ -273,6 +273,7 @@ class _Trainer:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 self.reporter.epoch_start(epoch, config.epochs, spe)
+                drops = milestones(config.epochs, config.lr_steps)  # --time-limit may have refitted the epochs
                 loss_sum = torch.zeros((), device=device)
                 bad_step = torch.full((), math.inf, device=device)
                 running: float | None = None
@@ -289,7 +290,7 @@ class _Trainer:
                     self.clock.lap("upload")
                     assert (upload.epoch, upload.step) == (epoch, step)
                     k += 1
-                    lr = config.lr * lr_factor(epoch, step, spe, config.epochs, config.warmup_epochs)
+                    lr = config.lr * lr_factor(epoch, step, spe, drops, config.warmup_epochs)
                     inputs, target, weight, features = self.batches.inputs_targets(upload)
                     if self.graphed_step is not None:
                         self.graphed_step.set_lr(lr)
@@ -367,7 +368,7 @@ class _Trainer:
             if self.dist.main:
                 data = json.loads((self.run_dir / "config.json").read_text())
                 data["epochs"] = total
-                data["run"]["lr_milestones"] = list(milestones(total))
+                data["run"]["lr_milestones"] = list(milestones(total, self.config.lr_steps))
                 write_json(self.run_dir / "config.json", data)
 
     def _workers(self) -> int:
@@ -455,7 +456,7 @@ class _Trainer:
         """What --resume needs beyond the weights to continue bit for bit."""
         state = {
             "optimizer": plain_optimizer_state(self.optimizer),
-            "scheduler": {"kind": "multistep+linear-warmup", "milestones": list(milestones(self.config.epochs)),
+            "scheduler": {"kind": "multistep+linear-warmup", "milestones": list(milestones(self.config.epochs, self.config.lr_steps)),
                           "gamma": 0.1, "warmup_epochs": self.config.warmup_epochs, "base_lr": self.config.lr,
                           "steps_per_epoch": self.plan.steps_per_epoch, "last_lr": last_lr},
             "epoch": epoch,
