@@ -12,12 +12,13 @@
 # Each call brings back the run's weight average so far (fp16, 15 MB) and the metrics. It ran so on 2026-12-06
 # (seed 36; README, call 19), and its model shipped. Run again, it starts from the model shipped then; SEED=N
 # gives a new seed for such a run, MIXUP=P another mixup probability (0: none, to part length from mixup),
-# EPOCHS=N another schedule length (the lr drops at 170/210 and 200/210 of it), and the rule's marks are then
+# EPOCHS=N another schedule length (the lr drops at 170/210 and 200/210 of it; LR_STEPS=e1,e2 or none, other
+# drops: hrpose train --lr-steps), and the rule's marks are then
 # choice_rule.py's current ones. GPU_TESTS=1 runs the GPU tests (tests/test_gpu.py, test_distill.py; up to
 # 170 s) before the start phase trains, so TL_S must then leave 170 s more of the call's 600 (call 20's
 # TL_S=430 did not: the call was cut before its export, README). START=W starts from another model than the
-# shipped one; an `int8_weights.py` pack is unpacked first (call 20's end:
-# benchmarks/default_model/call20_L2_w16.int8.pt). Carry [".carry/fm.zip", ".teacher", ".whl"], with
+# shipped one; an `int8_weights.py` pack is unpacked first (the chain's end:
+# benchmarks/default_model/call21_L3_w16.int8.pt). Carry [".carry/fm.zip", ".teacher", ".whl"], with
 # call16_S_w18.int8.pt moved out of the tree (64 MiB in all; with that START, assets/hrpose_default.pt too).
 # Chosen here on the CPU by the rule of 2026-12-04: the candidate is the last weight average of the finished
 # schedule (L.pt; if the machine is lost before the end, the last one that came back, named as such), and it
@@ -35,7 +36,7 @@ for s in fashion17 pelota badminton; do L="$L --train-ann $D/$s/annotations.json
 for s in ccp humanseg cctv; do L="$L --unlabelled-ann $D/$s/annotations.json --unlabelled-images $D/$s/images"; done
 COMMON="--val-ann $D/setaside/annotations.json --val-images $D/setaside/images --recipe strong --ema 0.999
  --epochs ${EPOCHS:-420} --batch 128 --lr 0.0003 --warmup-epochs 2 --val-every 20 --workers 7 --log-every 1000 --save-every 5
- --teacher .teacher/movenet-thunder.json --teacher-mode match --mixup ${MIXUP:-0.3}"
+ --teacher .teacher/movenet-thunder.json --teacher-mode match --mixup ${MIXUP:-0.3}${LR_STEPS:+ --lr-steps $LR_STEPS}"
 if [ "${GPU_TESTS:-0}" = 1 ] && [ "$PHASE" = start ]; then
   timeout 170 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_distill.py 2>&1 | tail -4
 fi
