@@ -96,7 +96,7 @@ class TrainConfig:
             self.joint_weights = list(self.joint_weights)
         if self.sigmas is not None:
             self.sigmas = [float(s) for s in self.sigmas]
-        if self.lr_steps is not None:
+        if isinstance(self.lr_steps, tuple):
             self.lr_steps = list(self.lr_steps)
 
     # -- checks and derived values ------------------------------------------------------------------
@@ -131,10 +131,12 @@ class TrainConfig:
             bad("--lr", self.lr, "must be a positive number")
         if self.lr_steps is not None:
             steps = self.lr_steps
-            if not all(isinstance(v, int) and v >= 1 for v in steps) or sorted(set(steps)) != steps:
-                bad("--lr-steps", ",".join(map(str, steps)), "must be increasing whole numbers of epochs, at least 1")
+            shown = ",".join(map(str, steps)) if isinstance(steps, list) else steps
+            if not isinstance(steps, list) or not all(type(v) is int and v >= 1 for v in steps) \
+                    or sorted(set(steps)) != steps:
+                bad("--lr-steps", shown, "must be increasing whole numbers of epochs, at least 1")
             if steps and self.time_limit is not None:
-                bad("--lr-steps", ",".join(map(str, steps)),
+                bad("--lr-steps", shown,
                     "fixed epochs cannot follow --time-limit, which refits the schedule (leave it out, or give none)")
         if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
             bad("--warmup-epochs", self.warmup_epochs, "must be 0 or more")
