@@ -2,7 +2,13 @@
 
 import json
 import math
+import multiprocessing
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +18,7 @@ from typer.testing import CliRunner
 
 from hrpose_cli.cli.app import app
 from hrpose_cli.core.schema import COCO17
+from hrpose_cli.data.images import batch_loader
 from hrpose_cli.data.train_data import PersonTable, TrainPlan
 from hrpose_cli.engine import optim, trainer
 from hrpose_cli.engine.train_config import TrainConfig, read_config_file
@@ -180,6 +187,45 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, fixture
     assert la == lb and len(la) == 3
     assert len((tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()) == 3
     assert whole.history[-1]["loss"] == la[-1][1]
+
+
+def test_a_decoding_worker_outlives_ctrl_c_so_the_main_process_alone_handles_it(fixture_data):
+    """Ctrl-C reaches the workers too; one that died of it left the main process (or its pin-memory thread)
+    reading from a dead process, with a traceback, instead of the one word 'interrupted'."""
+    paths = sorted((fixture_data / "images").glob("*.jpg"))
+    if not paths:
+        pytest.skip("tests/data not present")
+    loader = iter(batch_loader([[(path, i)] for i, path in enumerate(paths * 2)], workers=1))
+    first = next(loader)
+    workers = multiprocessing.active_children()
+    assert workers, "the loader started no worker process"
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGINT)
+    time.sleep(0.5)
+    rest = list(loader)
+    assert [batch.items for batch in [first, *rest]] == [[i] for i in range(2 * len(paths))]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_ctrl_c_ends_a_cli_run_with_one_word_and_its_last_save(tmp_path, fixture_data, device):
+    """On CUDA the batches come through a pin-memory thread: the one that printed a traceback (call 22)."""
+    ann = subset(fixture_data / "person_keypoints.json", tmp_path / "few.json", 4, min_joints=5)
+    command = [sys.executable, "-m", "hrpose_cli", "train", "--train-ann", str(ann), "--train-images",
+               str(fixture_data / "images"), "--arch", "w16-small", "--input-size", "64x64", "--epochs", "1000",
+               "--batch", "2", "--workers", "2", "--device", device, "--save-every", "1", "--out", str(tmp_path / "run")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # its own group, as a terminal's Ctrl-C reaches
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if line.startswith("epoch 2:"):
+            os.killpg(process.pid, signal.SIGINT)
+            break
+    output += process.stdout.readlines()
+    text = "".join(output)
+    assert process.wait(timeout=60) == 130, text
+    assert "Traceback" not in text and text.strip().splitlines()[-1] == "interrupted", text
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["epoch"] >= 2
 
 
 def test_save_every_writes_last_pt_on_its_cadence_and_after_the_last_epoch(tmp_path, fixture_data):

@@ -10,6 +10,7 @@ a one-line message naming the file, or skip it and count it.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -119,7 +120,14 @@ def batch_loader(
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
         collate_fn=_identity,
+        worker_init_fn=_ignore_interrupts,
     )
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    """Ctrl-C reaches every process of the terminal's group: a worker that died of it under the pin-memory
+    thread made that thread print a traceback. The main process alone handles it and shuts the workers down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _identity(batch: ImageBatch) -> ImageBatch:
