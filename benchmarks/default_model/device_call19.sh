@@ -17,9 +17,9 @@
 # choice_rule.py's current ones. GPU_TESTS=1 runs the GPU tests (tests/test_gpu.py, test_distill.py; up to
 # 170 s) before the start phase trains, so TL_S must then leave 170 s more of the call's 600 (call 20's
 # TL_S=430 did not: the call was cut before its export, README). START=W starts from another model than the
-# shipped one; an `int8_weights.py` pack is unpacked first (the chain's end:
-# benchmarks/default_model/call21_L3_w16.int8.pt). Carry [".carry/fm.zip", ".teacher", ".whl"], with
-# call16_S_w18.int8.pt moved out of the tree (64 MiB in all; with that START, assets/hrpose_default.pt too).
+# shipped one; an `int8_weights.py` pack is unpacked first (calls 21-22 started from the packs in the record's
+# `git show` lines). Carry [".carry/fm.zip", ".teacher", ".whl"], with call16_S_w18.int8.pt
+# moved out of the tree (64 MiB in all; with a START pack in the tree, assets/hrpose_default.pt too).
 # Chosen here on the CPU by the rule of 2026-12-04: the candidate is the last weight average of the finished
 # schedule (L.pt; if the machine is lost before the end, the last one that came back, named as such), and it
 # replaces the shipped model only if `python benchmarks/choice_rule.py L.pt` gives a mean agreement >= 0.7947
