@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from hrpose_cli.engine.predictor import Predictor
 from hrpose_cli.engine.runtime import Runtime
 from hrpose_cli.model.hrnet import HRNetConfig, PoseHRNet
 
@@ -44,39 +43,6 @@ def time_network(model: torch.nn.Module, runtime: Runtime, batch: int, steps: in
             times.append(time.perf_counter() - start)
     times.sort()
     return batch / times[len(times) // 2]
-
-
-def stage_times(config: HRNetConfig, batch: int) -> None:
-    """Device time per batch of each stage (crops, network with flip, decode), on 64 synthetic images."""
-    import numpy as np
-
-    from hrpose_cli.data.images import PackedImages
-
-    runtime = Runtime.create("cuda", compile=True)
-    predictor = Predictor(PoseHRNet(config), config, runtime, flip=True, pad_batches_to=batch)
-    rng = np.random.default_rng(0)
-    packed = PackedImages.pack([rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(64)])
-    images = packed.to(runtime.device)
-    index = rng.integers(0, 64, batch)
-    boxes = np.column_stack([rng.uniform(0, 300, batch), rng.uniform(0, 200, batch),
-                             rng.uniform(50, 300, batch), rng.uniform(80, 280, batch)])
-    crop = predictor.crops(images, index, boxes)
-    heatmaps = predictor.heatmaps(crop.inputs)
-    stages = {
-        "upload 64 images (pinned)": lambda: packed.pin_memory().to(runtime.device),
-        "crops (warp + normalise)": lambda: predictor.crops(images, index, boxes),
-        "network, flip (2x batch)": lambda: predictor.heatmaps(crop.inputs),
-        "decode + inverse affine": lambda: predictor.decode(heatmaps, crop.crop_to_image),
-    }
-    for name, fn in stages.items():
-        for _ in range(3):
-            fn()
-        runtime.synchronize()
-        start = time.perf_counter()
-        for _ in range(10):
-            fn()
-        runtime.synchronize()
-        print(f"stage {name}: {(time.perf_counter() - start) / 10 * 1000:.2f} ms per batch of {batch}", flush=True)
 
 
 def replicated_set(ann: Path, images: Path, copies: int, out: Path) -> tuple[Path, Path]:
@@ -147,7 +113,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=8, help="copies of each set (distinct files, decoded each)")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--only-end-to-end", action="store_true", help="skip the network-alone and stage timings")
+    parser.add_argument("--only-end-to-end", action="store_true", help="skip the network-alone timings")
     args = parser.parse_args()
     config = HRNetConfig.from_arch(args.arch)
     rows: dict[str, float] = {}
