@@ -364,3 +364,10 @@ def test_hrnet_teacher_on_cuda_gives_the_cpu_targets_and_trains(fixture_data, ti
                          teacher_flip=True, gt_weight=0.5, out=str(tmp_path / "run"))
     result = trainer.run(config)
     assert len(result.history) == 2 and all(np.isfinite(m["loss"]) and m["loss"] > 0 for m in result.history)
+
+
+def test_ctrl_c_ends_a_cuda_run_with_one_word(tmp_path, fixture_data):
+    """On CUDA the batches come through a pin-memory thread: the one that printed a traceback (call 22)."""
+    from test_train import interrupt_a_cli_run
+
+    interrupt_a_cli_run(tmp_path, fixture_data, "cuda")
