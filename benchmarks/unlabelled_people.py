@@ -1,14 +1,17 @@
-"""Person boxes without keypoints for the teacher to label: the people a labelled set leaves out, and video frames.
+"""Person boxes without keypoints for the teacher to label: the people a labelled set leaves out, any folder of
+photos, and video frames.
 
-    python benchmarks/unlabelled_people.py OUT [--set NAME ANN IMAGES ...] [--video NAME VIDEO --every 4]
-                                           [--min-height 48] [--device cpu]
+    python benchmarks/unlabelled_people.py OUT [--set NAME ANN IMAGES ...] [--photos NAME FOLDER ...]
+                                           [--video NAME VIDEO --every 4] [--min-height 48] [--device cpu]
 
 For each ``--set`` (a COCO keypoint file and its images): the persons it has boxes for but no keypoints
 (``num_keypoints`` 0, not crowd), plus the shipped detector's boxes (predict threshold) that overlap none of its
-boxes or crowd regions (IoU < 0.3): people nobody labelled. For each ``--video``: every ``--every``-th frame,
-written as JPEG, with the detector's boxes. Boxes shorter than ``--min-height`` pixels are dropped (the teacher's
-answer for a person a few pixels tall teaches nothing). Writes ``OUT/NAME/annotations.json`` (COCO, boxes only;
-for videos ``OUT/NAME/images/``), the input of ``pack_crops.py --unlabelled``.
+boxes or crowd regions (IoU < 0.3): people nobody labelled. For each ``--photos`` (a folder; files that are not
+images are passed over): the detector's boxes in every photo, so that any photo with people can join. For each
+``--video``: every ``--every``-th frame, written as JPEG, with the detector's boxes. Boxes shorter than
+``--min-height`` pixels are dropped (the teacher's answer for a person a few pixels tall teaches nothing). Writes
+``OUT/NAME/annotations.json`` (COCO, boxes only; for videos ``OUT/NAME/images/``; photos stay in their folder),
+the input of ``pack_crops.py --unlabelled``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import numpy as np
 import hrpose_cli
 from hrpose_cli.core.tracking import box_iou
 from hrpose_cli.data.coco import read_json
+from hrpose_cli.data.image_file import read_image
+from hrpose_cli.data.images import IMAGE_SUFFIXES
 from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
 
@@ -73,6 +78,25 @@ def from_set(model, ann: Path, images_dir: Path, min_height: float) -> tuple[dic
     return coco, counts
 
 
+def from_photos(model, folder: Path, min_height: float, first_id: int) -> tuple[dict, dict]:
+    """The detector's person boxes in every image of a folder (not recursive), named relative to it."""
+    if not folder.is_dir():
+        raise HrposeError(f"{folder}: photos folder not found")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise HrposeError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    images, out = [], []
+    for number, (path, result) in enumerate(zip(paths, model.predict(paths))):
+        height, width = read_image(path).shape[:2]
+        images.append({"id": first_id + number, "file_name": path.name, "height": height, "width": width})
+        boxes = [(b, s) for b, s in zip(result.boxes, result.box_scores) if b[3] >= min_height]
+        out += [_record(first_id + number, i, b, s) for i, (b, s) in enumerate(boxes)]
+    kept = {a["image_id"] for a in out}
+    coco = {"images": [im for im in images if im["id"] in kept], "annotations": out,
+            "categories": [{"id": 1, "name": "person"}]}
+    return coco, {"photos": len(images), "detector_boxes": len(out)}
+
+
 def from_video(model, video: Path, frames_dir: Path, every: int, min_height: float, first_id: int) -> tuple[dict, dict]:
     """Every ``every``-th frame of a video as a JPEG, with the detector's person boxes."""
     capture = cv2.VideoCapture(str(video))
@@ -106,6 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--set", nargs=3, action="append", default=[], metavar=("NAME", "ANN", "IMAGES"))
+    parser.add_argument("--photos", nargs=2, action="append", default=[], metavar=("NAME", "FOLDER"))
     parser.add_argument("--video", nargs=2, action="append", default=[], metavar=("NAME", "VIDEO"))
     parser.add_argument("--every", type=int, default=4)
     parser.add_argument("--min-height", type=float, default=48.0)
@@ -115,6 +140,9 @@ def main() -> None:
     summary = {}
     for name, ann, images in args.set:
         coco, summary[name] = from_set(model, Path(ann), Path(images), args.min_height)
+        write_json(args.out / name / "annotations.json", coco)
+    for number, (name, folder) in enumerate(args.photos):
+        coco, summary[name] = from_photos(model, Path(folder), args.min_height, 980000000 + number * 100000)
         write_json(args.out / name / "annotations.json", coco)
     for number, (name, video) in enumerate(args.video):
         coco, summary[name] = from_video(model, Path(video), args.out / name / "images", args.every,

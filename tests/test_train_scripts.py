@@ -119,3 +119,26 @@ def test_mixed_shard_script_splits_every_source_and_keeps_coco_whole(tmp_path, f
                            "--whole", "shoes"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "--whole shoes" in done.stderr
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_any_folder_of_photos_joins_as_people_for_the_teacher(tmp_path, fixture_data):
+    """unlabelled_people.py --photos: the detector's boxes in every photo, ready for pack_crops.py --unlabelled."""
+    photos = fixture_data / "images"
+    done = subprocess.run([sys.executable, "benchmarks/unlabelled_people.py", str(tmp_path / "u"), "--photos", "fx",
+                           str(photos), "--device", "cpu"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    coco = json.loads((tmp_path / "u" / "fx" / "annotations.json").read_text())
+    assert json.loads(done.stdout)["fx"] == {"photos": len(list(photos.glob("*.jpg"))),
+                                             "detector_boxes": len(coco["annotations"])}
+    assert coco["annotations"] and all(a["bbox"][3] >= 48 and a["num_keypoints"] == 0 for a in coco["annotations"])
+    sizes = {i["file_name"]: (i["height"], i["width"]) for i in coco["images"]}
+    gt = json.loads((fixture_data / "person_keypoints.json").read_text())["images"]
+    assert all(sizes[i["file_name"]] == (i["height"], i["width"]) for i in gt if i["file_name"] in sizes)
+    packed = subprocess.run([sys.executable, "benchmarks/pack_crops.py", str(tmp_path / "pack"), "--unlabelled", "fx",
+                             str(tmp_path / "u" / "fx" / "annotations.json"), str(photos)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert packed.returncode == 0, packed.stderr
+    assert f"{len(coco['annotations'])} persons" in packed.stdout
+    bad = subprocess.run([sys.executable, "benchmarks/unlabelled_people.py", str(tmp_path / "v"), "--photos", "none",
+                          str(tmp_path / "missing")], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.strip() == f"error: {tmp_path / 'missing'}: photos folder not found"
