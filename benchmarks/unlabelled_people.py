@@ -85,16 +85,23 @@ def from_photos(model, folder: Path, min_height: float, first_id: int) -> tuple[
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise HrposeError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    images, out = [], []
-    for number, (path, result) in enumerate(zip(paths, model.predict(paths))):
+    images = []
+    for number, path in enumerate(paths):
         height, width = read_image(path).shape[:2]
         images.append({"id": first_id + number, "file_name": path.name, "height": height, "width": width})
+    coco = _detected(model, images, paths, min_height)
+    return coco, {"photos": len(images), "detector_boxes": len(coco["annotations"])}
+
+
+def _detected(model, images: list[dict], paths: list[Path], min_height: float) -> dict:
+    """A boxes-only COCO file of the detector's people at least ``min_height`` tall, for images with any."""
+    out = []
+    for im, result in zip(images, model.predict(paths)):
         boxes = [(b, s) for b, s in zip(result.boxes, result.box_scores) if b[3] >= min_height]
-        out += [_record(first_id + number, i, b, s) for i, (b, s) in enumerate(boxes)]
+        out += [_record(im["id"], i, b, s) for i, (b, s) in enumerate(boxes)]
     kept = {a["image_id"] for a in out}
-    coco = {"images": [im for im in images if im["id"] in kept], "annotations": out,
+    return {"images": [im for im in images if im["id"] in kept], "annotations": out,
             "categories": [{"id": 1, "name": "person"}]}
-    return coco, {"photos": len(images), "detector_boxes": len(out)}
 
 
 def from_video(model, video: Path, frames_dir: Path, every: int, min_height: float, first_id: int) -> tuple[dict, dict]:
@@ -116,14 +123,8 @@ def from_video(model, video: Path, frames_dir: Path, every: int, min_height: flo
             paths.append(frames_dir / name)
         frame_index += 1
     capture.release()
-    out = []
-    for im, result in zip(images, model.predict(paths)):
-        boxes = [(b, s) for b, s in zip(result.boxes, result.box_scores) if b[3] >= min_height]
-        out += [_record(im["id"], i, b, s) for i, (b, s) in enumerate(boxes)]
-    kept = {a["image_id"] for a in out}
-    coco = {"images": [im for im in images if im["id"] in kept], "annotations": out,
-            "categories": [{"id": 1, "name": "person"}]}
-    return coco, {"frames": len(images), "detector_boxes": len(out)}
+    coco = _detected(model, images, paths, min_height)
+    return coco, {"frames": len(images), "detector_boxes": len(coco["annotations"])}
 
 
 def main() -> None:
