@@ -33,6 +33,7 @@ from hrpose_cli.errors import HrposeError
 from hrpose_cli.files import write_json
 
 NEW_OVERLAP = 0.3
+PHOTO_BATCH = 32  # photos decoded and held at once
 
 
 def _record(image_id: int, index: int, box, score: float | None) -> dict:
@@ -85,18 +86,21 @@ def from_photos(model, folder: Path, min_height: float, first_id: int) -> tuple[
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise HrposeError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    images = []
-    for number, path in enumerate(paths):
-        height, width = read_image(path).shape[:2]
-        images.append({"id": first_id + number, "file_name": path.name, "height": height, "width": width})
-    coco = _detected(model, images, paths, min_height)
+    images, results = [], []
+    for start in range(0, len(paths), PHOTO_BATCH):  # each photo decoded once: its size and the detector's input
+        arrays = [read_image(path) for path in paths[start:start + PHOTO_BATCH]]
+        for number, (path, array) in enumerate(zip(paths[start:], arrays), start):
+            images.append({"id": first_id + number, "file_name": path.name, "height": array.shape[0],
+                           "width": array.shape[1]})
+        results += model.predict(arrays)
+    coco = _detected(images, results, min_height)
     return coco, {"photos": len(images), "detector_boxes": len(coco["annotations"])}
 
 
-def _detected(model, images: list[dict], paths: list[Path], min_height: float) -> dict:
+def _detected(images: list[dict], results: list, min_height: float) -> dict:
     """A boxes-only COCO file of the detector's people at least ``min_height`` tall, for images with any."""
     out = []
-    for im, result in zip(images, model.predict(paths)):
+    for im, result in zip(images, results):
         boxes = [(b, s) for b, s in zip(result.boxes, result.box_scores) if b[3] >= min_height]
         out += [_record(im["id"], i, b, s) for i, (b, s) in enumerate(boxes)]
     kept = {a["image_id"] for a in out}
@@ -123,7 +127,7 @@ def from_video(model, video: Path, frames_dir: Path, every: int, min_height: flo
             paths.append(frames_dir / name)
         frame_index += 1
     capture.release()
-    coco = _detected(model, images, paths, min_height)
+    coco = _detected(images, model.predict(paths), min_height)
     return coco, {"frames": len(images), "detector_boxes": len(coco["annotations"])}
 
 

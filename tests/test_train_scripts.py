@@ -142,3 +142,10 @@ def test_any_folder_of_photos_joins_as_people_for_the_teacher(tmp_path, fixture_
     bad = subprocess.run([sys.executable, "benchmarks/unlabelled_people.py", str(tmp_path / "v"), "--photos", "none",
                           str(tmp_path / "missing")], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.strip() == f"error: {tmp_path / 'missing'}: photos folder not found"
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(photos, corrupt)
+    (corrupt / "zz.jpg").write_bytes(b"not a jpeg")
+    bad = subprocess.run([sys.executable, "benchmarks/unlabelled_people.py", str(tmp_path / "w"), "--photos", "c",
+                          str(corrupt)], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and str(corrupt / "zz.jpg") in bad.stderr
+    assert not (tmp_path / "w").exists()

@@ -45,7 +45,7 @@ if [ "$PHASE" = start ] && [ "${START%.int8.pt}" != "$START" ]; then
   python3 benchmarks/int8_weights.py unpack "$START" /tmp/start.pt || exit 1
   START=/tmp/start.pt
 fi
-case ${PHASE:?start, resume or finish} in
+case $PHASE in
   start) timeout -s INT -k 20 ${TL_S:-500} hrpose train $L $COMMON --weights $START --seed ${SEED:-36} \
            --out $RUN > $OUT/train.log 2>&1; RC=$?; NAME=P1 ;;
   resume) timeout -s INT -k 20 ${TL_S:-500} hrpose train --resume --out $RUN > $OUT/train.log 2>&1; RC=$?; NAME=P2 ;;

@@ -208,7 +208,7 @@ class _Trainer:
             "sigma": self.batches.sigma,
             "joint_weights": self.config.use_joint_weights,
             "keypoints": self.schema.to_dict(),
-            "lr_milestones": list(milestones(self.config.epochs, self.config.lr_steps)),
+            "lr_milestones": list(self.lr_drops),
         }
         write_json(self.run_dir / "config.json", data)
 
@@ -273,7 +273,7 @@ class _Trainer:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 self.reporter.epoch_start(epoch, config.epochs, spe)
-                drops = milestones(config.epochs, config.lr_steps)  # --time-limit may have refitted the epochs
+                drops = self.lr_drops  # --time-limit may have refitted the epochs
                 loss_sum = torch.zeros((), device=device)
                 bad_step = torch.full((), math.inf, device=device)
                 running: float | None = None
@@ -368,8 +368,13 @@ class _Trainer:
             if self.dist.main:
                 data = json.loads((self.run_dir / "config.json").read_text())
                 data["epochs"] = total
-                data["run"]["lr_milestones"] = list(milestones(total, self.config.lr_steps))
+                data["run"]["lr_milestones"] = list(self.lr_drops)
                 write_json(self.run_dir / "config.json", data)
+
+    @property
+    def lr_drops(self) -> tuple[int, ...]:
+        """Finished-epoch counts after which the lr drops x0.1, for the epochs as they stand now."""
+        return milestones(self.config.epochs, self.config.lr_steps)
 
     def _workers(self) -> int:
         if self.config.workers is not None:
@@ -456,7 +461,7 @@ class _Trainer:
         """What --resume needs beyond the weights to continue bit for bit."""
         state = {
             "optimizer": plain_optimizer_state(self.optimizer),
-            "scheduler": {"kind": "multistep+linear-warmup", "milestones": list(milestones(self.config.epochs, self.config.lr_steps)),
+            "scheduler": {"kind": "multistep+linear-warmup", "milestones": list(self.lr_drops),
                           "gamma": 0.1, "warmup_epochs": self.config.warmup_epochs, "base_lr": self.config.lr,
                           "steps_per_epoch": self.plan.steps_per_epoch, "last_lr": last_lr},
             "epoch": epoch,
